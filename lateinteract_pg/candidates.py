@@ -1,0 +1,105 @@
+"""Stage 1: candidate documents from per-token HNSW probes, aggregated in one SQL statement."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pgvector import HalfVector
+from psycopg import sql
+
+__all__ = ["Imputation", "candidate_sql", "merge_query_tokens", "stage1"]
+
+Imputation = Literal["zero", "kth"]
+
+# For each probe vector q_i (weight w_i = how many query tokens it stands for), the HNSW
+# index yields the k' nearest document tokens. Per (probe, document) the best similarity
+# counts; a probe that found no token of a document contributes 0 ("zero"), or that
+# probe's k'-th similarity ("kth", as XTR does). Documents are ranked by the weighted sum.
+_STAGE1 = """
+WITH hits AS (
+    SELECT q.i, q.w, t.doc_id, -t.dist AS sim
+    FROM unnest({probes}::halfvec[], {weights}::real[]) WITH ORDINALITY AS q(v, w, i)
+    CROSS JOIN LATERAL (
+        SELECT doc_id, (embedding::halfvec({dim}) <#> q.v) AS dist
+        FROM {tokens}
+        ORDER BY embedding::halfvec({dim}) <#> q.v
+        LIMIT {per_token}
+    ) AS t
+), best AS (
+    SELECT i, w, doc_id, max(sim) AS sim FROM hits GROUP BY i, w, doc_id
+), floor AS (
+    SELECT i, min(sim) AS kth FROM hits GROUP BY i
+)
+SELECT best.doc_id, sum(best.w * (best.sim - {impute})) AS score
+FROM best JOIN floor USING (i)
+GROUP BY best.doc_id
+ORDER BY score DESC, best.doc_id
+LIMIT {depth}
+"""
+
+
+def candidate_sql(tokens: sql.Composable, dim: int, imputation: Imputation) -> sql.Composed:
+    """The stage-1 statement for one token partition; parameters: probes, weights, k', N."""
+    impute = sql.SQL("floor.kth") if imputation == "kth" else sql.SQL("0")
+    return sql.SQL(_STAGE1).format(
+        tokens=tokens,
+        dim=sql.Literal(dim),
+        probes=sql.Placeholder("probes"),
+        weights=sql.Placeholder("weights"),
+        per_token=sql.Placeholder("per_token"),
+        depth=sql.Placeholder("depth"),
+        impute=impute,
+    )
+
+
+def merge_query_tokens(query: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedily merge query tokens whose cosine similarity is >= threshold.
+
+    Returns the probe vectors (first member of each group) and their weights (group sizes).
+    Stage 1 then probes once per group; exact re-scoring still uses every query token.
+
+    >>> q = np.array([[1.0, 0.0], [0.999, 0.045], [0.0, 1.0]])
+    >>> probes, weights = merge_query_tokens(q, 0.99)
+    >>> len(probes), weights.tolist()
+    (2, [2.0, 1.0])
+    """
+    if threshold >= 1.0 or len(query) < 2:
+        return query, np.ones(len(query), dtype=np.float32)
+    unit = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
+    sims = unit @ unit.T
+    group = np.full(len(query), -1)
+    leaders: list[int] = []
+    for i in range(len(query)):
+        if group[i] >= 0:
+            continue
+        members = np.flatnonzero((group < 0) & (sims[i] >= threshold))
+        group[members] = len(leaders)
+        group[i] = len(leaders)
+        leaders.append(i)
+    weights = np.bincount(group, minlength=len(leaders)).astype(np.float32)
+    return query[leaders], weights
+
+
+def stage1(
+    conn: Any,
+    statement: sql.Composed,
+    probes: np.ndarray,
+    weights: np.ndarray,
+    per_token: int,
+    depth: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run stage 1; returns candidate document ids and approximate scores, best first."""
+    rows = conn.execute(
+        statement,
+        {
+            "probes": [HalfVector(p) for p in probes],
+            "weights": [float(w) for w in weights],
+            "per_token": per_token,
+            "depth": depth,
+        },
+        binary=True,
+    ).fetchall()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    scores = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+    return ids, scores

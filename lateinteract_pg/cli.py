@@ -1,0 +1,166 @@
+"""The ``lateinteract-pg`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import migrate as migrations
+from .errors import LateInteractError
+
+__all__ = ["main"]
+
+DSN_HELP = "PostgreSQL DSN; default $LATEINTERACT_PG_DSN, else the embedded server"
+SCHEMA_HELP = "schema holding lateinteract_pg's tables"
+
+
+def _resolve_dsn(dsn: str | None) -> str:
+    from .store import resolve_dsn
+
+    return resolve_dsn(dsn)
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="log progress (-vv for debug)")
+def cli(verbose: int) -> None:
+    """Late-interaction (ColBERT-style) retrieval inside PostgreSQL."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+
+
+@cli.command()
+@click.option("--dsn", default=None, help=DSN_HELP)
+@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+def migrate(dsn: str | None, schema: str) -> None:
+    """Create or upgrade the schema (idempotent)."""
+    revision = migrations.upgrade(_resolve_dsn(dsn), schema)
+    click.echo(f"schema {schema!r} at revision {revision}")
+
+
+@cli.command()
+@click.option("--dsn", default=None, help=DSN_HELP)
+def dsn(dsn: str | None) -> None:
+    """Print the connection string in use (starts the embedded server if needed)."""
+    click.echo(_resolve_dsn(dsn))
+
+
+@cli.command()
+@click.option("--dsn", default=None, help=DSN_HELP)
+@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+@click.option("--collection", default="python-docs", show_default=True)
+@click.option("--reset", is_flag=True, help="drop and rebuild the demo collection")
+@click.option("--limit", type=int, default=None, help="index only the first N passages")
+@click.argument("questions", nargs=-1)
+def demo(
+    dsn: str | None,
+    schema: str,
+    collection: str,
+    reset: bool,
+    limit: int | None,
+    questions: tuple[str, ...],
+) -> None:
+    """Index the Python standard library's documentation and answer questions."""
+    from .demo import run_demo
+
+    run_demo(
+        dsn=dsn,
+        schema=schema,
+        collection=collection,
+        reset=reset,
+        limit=limit,
+        questions=list(questions) or None,
+        echo=click.echo,
+    )
+
+
+@cli.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dsn", default=None, help=DSN_HELP)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="folder for the JSON and Markdown results",
+)
+@click.option("--limit-docs", type=int, default=None, help="use the first N documents")
+@click.option("--queries", "max_queries", type=int, default=None, help="use the first N queries")
+@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--sweep/--no-sweep", default=False, help="also sweep the tuning knobs")
+@click.option("--keep/--no-keep", default=True, help="keep the collection for the next run")
+@click.option("--quick", is_flag=True, help="a few queries, no sweep: checks the bench runs")
+def bench(
+    data_dir: Path,
+    dsn: str | None,
+    out: Path,
+    limit_docs: int | None,
+    max_queries: int | None,
+    k: int,
+    sweep: bool,
+    keep: bool,
+    quick: bool,
+) -> None:
+    """Measure recall against exact MaxSim, latency against exhaustive numpy, and cost."""
+    from .bench import BenchConfig, run_bench
+
+    config = BenchConfig(
+        data_dir=data_dir,
+        dsn=dsn,
+        out=out,
+        limit_docs=limit_docs,
+        max_queries=5 if quick and max_queries is None else max_queries,
+        k=k,
+        sweep=sweep and not quick,
+        keep=keep,
+    )
+    report = run_bench(config, echo=click.echo)
+    click.echo(f"results: {out / (report['name'] + '.json')}")
+
+
+@cli.group()
+def server() -> None:
+    """The embedded PostgreSQL server."""
+
+
+@server.command("start")
+def server_start() -> None:
+    """Start (or reattach to) the embedded server and print its DSN."""
+    from .embedded import ensure_server
+
+    click.echo(ensure_server())
+
+
+@server.command("stop")
+def server_stop() -> None:
+    """Stop the embedded server."""
+    from .embedded import stop_server
+
+    click.echo("stopped" if stop_server() else "not running")
+
+
+@cli.command("collections")
+@click.option("--dsn", default=None, help=DSN_HELP)
+@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+def collections(dsn: str | None, schema: str) -> None:
+    """List collections as JSON lines."""
+    from .store import connect
+
+    with connect(dsn, schema=schema) as store:
+        for info in store.collections():
+            click.echo(json.dumps(info.__dict__))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except LateInteractError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

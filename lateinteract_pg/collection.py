@@ -1,0 +1,453 @@
+"""A collection: documents as token matrices, searched with MaxSim."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from tqdm.auto import tqdm
+
+from . import candidates, planner, rescore
+from .errors import CollectionNotFound, EncoderMismatch, InvalidInput
+from .ingest import Batch, check_id, pack_token_rows, validate_batch, validate_query
+from .maxsim import top_k
+from .types import Document, Hit, IngestStats, PlanKind, SearchStats
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["Collection"]
+
+log = logging.getLogger(__name__)
+
+COPY_ROWS_PER_CHUNK = 50_000
+PROGRESS_MIN_TOKENS = 200_000
+# rebuild the HNSW index around a load when the load adds at least this share of rows
+REBUILD_RATIO = 0.5
+MAX_K = 100_000
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise InvalidInput(f"k must be an int in 1..{MAX_K}, got {k!r}")
+    return int(k)
+
+
+def _check_knob(name: str, value: Any, low: int = 1, high: int = 100_000) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInput(f"{name} must be an int, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be in {low}..{high}, got {value}")
+    return int(value)
+
+
+class Collection:
+    """Documents of one collection; opened with :meth:`Store.collection`."""
+
+    def __init__(
+        self,
+        store: Store,
+        collection_id: int,
+        name: str,
+        dim: int,
+        encoder_settings: dict[str, Any] | None,
+        hnsw_m: int,
+        hnsw_ef_construction: int,
+    ) -> None:
+        self.store = store
+        self.id = collection_id
+        self.name = name
+        self.dim = dim
+        self.encoder_settings = encoder_settings
+        self.encoder: Any = None
+        self.hnsw_m = hnsw_m
+        self.hnsw_ef_construction = hnsw_ef_construction
+        self.last_search: SearchStats | None = None
+        self.last_ingest: IngestStats | None = None
+        self._tokens = store.table(f"tokens_{collection_id}")
+        self._index_name = f"tokens_{collection_id}_hnsw"
+        self._documents = store.table("documents")
+        self._stage1: dict[str, sql.Composed] = {}
+        self._fetch = rescore.fetch_sql(self._documents)
+        self._scan = rescore.scan_sql(self._documents)
+
+    def __repr__(self) -> str:
+        return f"Collection(name={self.name!r}, dim={self.dim})"
+
+    @property
+    def conn(self) -> Any:
+        return self.store.conn
+
+    def attach_encoder(self, encoder: Any) -> None:
+        """Use ``encoder`` for text; it must be the one that built the collection."""
+        settings = encoder.settings()
+        if self.encoder_settings is not None and self.encoder_settings != settings:
+            raise EncoderMismatch(
+                f"collection {self.name!r} was built with encoder {self.encoder_settings}, "
+                f"not {settings}"
+            )
+        self.encoder = encoder
+
+    # --- writes ------------------------------------------------------------------------
+
+    def add_embeddings(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[Any],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        progress: bool | None = None,
+    ) -> int:
+        """Add or replace documents given their token matrices; one transaction.
+
+        Parameters
+        ----------
+        ids : external ids (unique within the call); an existing id is replaced.
+        embeddings : one (n_tokens, dim) float array per id.
+        texts, metadata : optional, one per id (``None`` entries allowed).
+        progress : show a progress bar; default: for batches over 200k tokens.
+
+        Returns the number of token rows written.
+        """
+        batch = validate_batch(ids, embeddings, self.dim, texts, metadata)
+        with self.store.lock, self.conn.transaction():
+            replaced, remaining = self._lock_and_remove(batch.ids)
+            new_tokens = len(batch.tokens)
+            has_index = self._has_index()
+            # building HNSW over all rows at once beats inserting many rows into the graph
+            rebuild = not has_index or new_tokens >= REBUILD_RATIO * max(remaining, 1)
+            if has_index and rebuild:
+                self.conn.execute(sql.SQL("DROP INDEX {}").format(self._index_ident))
+            started = time.perf_counter()
+            doc_ids = self._insert_documents(batch)
+            self._copy_tokens(doc_ids, batch, progress)
+            copied = time.perf_counter()
+            if rebuild:
+                self._build_index()
+            self.conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET n_documents = n_documents + %s, n_tokens = n_tokens + %s, "
+                    "updated_at = now() WHERE id = %s"
+                ).format(self.store.table("collections")),
+                (len(batch.ids), new_tokens, self.id),
+            )
+        self.last_ingest = IngestStats(
+            documents=len(batch.ids),
+            token_rows=new_tokens,
+            replaced=replaced,
+            copy_s=copied - started,
+            index_s=time.perf_counter() - copied,
+            index_rebuilt=rebuild,
+        )
+        log.info("added %d documents (%d tokens) to %r", len(batch.ids), new_tokens, self.name)
+        return new_tokens
+
+    @property
+    def _index_ident(self) -> sql.Identifier:
+        return sql.Identifier(self.store.schema, self._index_name)
+
+    def _has_index(self) -> bool:
+        row = self.conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (self._index_ident.as_string(self.conn),)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _lock_and_remove(self, ids: list[str]) -> tuple[int, int]:
+        """Lock the collection row, delete documents with these ids.
+
+        Returns (documents removed, token rows left in the collection)."""
+        row = self.conn.execute(
+            sql.SQL("SELECT n_tokens FROM {} WHERE id = %s FOR UPDATE").format(
+                self.store.table("collections")
+            ),
+            (self.id,),
+        ).fetchone()
+        if row is None:
+            raise CollectionNotFound(f"collection {self.name!r} no longer exists")
+        removed_docs, removed_tokens = self._delete_ids(ids)
+        return removed_docs, int(row[0]) - removed_tokens
+
+    def _delete_ids(self, ids: list[str]) -> tuple[int, int]:
+        old = self.conn.execute(
+            sql.SQL(
+                "DELETE FROM {} WHERE collection_id = %s AND external_id = ANY(%s) "
+                "RETURNING id, n_tokens"
+            ).format(self._documents),
+            (self.id, ids),
+        ).fetchall()
+        if not old:
+            return 0, 0
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} WHERE doc_id = ANY(%s)").format(self._tokens),
+            ([r[0] for r in old],),
+        )
+        removed_tokens = sum(int(r[1]) for r in old)
+        self.conn.execute(
+            sql.SQL(
+                "UPDATE {} SET n_documents = n_documents - %s, n_tokens = n_tokens - %s, "
+                "updated_at = now() WHERE id = %s"
+            ).format(self.store.table("collections")),
+            (len(old), removed_tokens, self.id),
+        )
+        return len(old), removed_tokens
+
+    def _insert_documents(self, batch: Batch) -> np.ndarray:
+        n = len(batch.ids)
+        sequence = self.conn.execute(
+            "SELECT pg_get_serial_sequence(%s, 'id')", (self._documents.as_string(self.conn),)
+        ).fetchone()[0]
+        rows = self.conn.execute(
+            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (sequence, n)
+        ).fetchall()
+        doc_ids = np.array([r[0] for r in rows], dtype=np.int64)
+        lengths = batch.lengths
+        copy_sql = sql.SQL(
+            "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, matrix) "
+            "FROM STDIN WITH (FORMAT BINARY)"
+        ).format(self._documents)
+        with self.conn.cursor().copy(copy_sql) as copy:
+            copy.set_types(["int8", "int4", "text", "text", "jsonb", "int4", "bytea"])
+            little_endian = batch.tokens.astype("<f2", copy=False)
+            for j in range(n):
+                meta = batch.metadata[j]
+                copy.write_row(
+                    (
+                        int(doc_ids[j]),
+                        self.id,
+                        batch.ids[j],
+                        batch.texts[j],
+                        None if meta is None else Jsonb(meta),
+                        int(lengths[j]),
+                        little_endian[batch.offsets[j] : batch.offsets[j + 1]].tobytes(),
+                    )
+                )
+        return doc_ids
+
+    def _copy_tokens(self, doc_ids: np.ndarray, batch: Batch, progress: bool | None) -> None:
+        total = len(batch.tokens)
+        show = total >= PROGRESS_MIN_TOKENS if progress is None else progress
+        copy_sql = sql.SQL(
+            "COPY {} (collection_id, doc_id, position, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ).format(self._tokens)
+        with (
+            tqdm(total=total, unit="tok", desc=f"COPY {self.name}", disable=not show) as bar,
+            self.conn.cursor().copy(copy_sql) as copy,
+        ):
+            for rows, payload in pack_token_rows(self.id, doc_ids, batch, COPY_ROWS_PER_CHUNK):
+                copy.write(payload)
+                bar.update(rows)
+
+    def _build_index(self) -> None:
+        started = time.perf_counter()
+        if self.store.maintenance_work_mem:
+            self.conn.execute(
+                "SELECT set_config('maintenance_work_mem', %s, true)",
+                (self.store.maintenance_work_mem,),
+            )
+        self.conn.execute(
+            sql.SQL(
+                "CREATE INDEX {} ON {} USING hnsw ((embedding::halfvec({})) halfvec_ip_ops) "
+                "WITH (m = {}, ef_construction = {})"
+            ).format(
+                sql.Identifier(self._index_name),
+                self._tokens,
+                sql.Literal(self.dim),
+                sql.Literal(self.hnsw_m),
+                sql.Literal(self.hnsw_ef_construction),
+            )
+        )
+        log.info("built HNSW index of %r in %.1f s", self.name, time.perf_counter() - started)
+
+    def delete(self, ids: Sequence[str] | str) -> int:
+        """Delete documents (and their tokens) by id; returns how many existed."""
+        id_list = [check_id(ids)] if isinstance(ids, str) else [check_id(i) for i in ids]
+        with self.store.lock, self.conn.transaction():
+            removed, _ = self._lock_and_remove(id_list)
+        return removed
+
+    # --- reads -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        row = self.conn.execute(
+            sql.SQL("SELECT n_documents FROM {} WHERE id = %s").format(
+                self.store.table("collections")
+            ),
+            (self.id,),
+        ).fetchone()
+        if row is None:
+            raise CollectionNotFound(f"collection {self.name!r} no longer exists")
+        return int(row[0])
+
+    def _sizes(self) -> tuple[int, int]:
+        row = self.conn.execute(
+            sql.SQL("SELECT n_documents, n_tokens FROM {} WHERE id = %s").format(
+                self.store.table("collections")
+            ),
+            (self.id,),
+        ).fetchone()
+        if row is None:
+            raise CollectionNotFound(f"collection {self.name!r} no longer exists")
+        return int(row[0]), int(row[1])
+
+    def __contains__(self, id: object) -> bool:
+        return isinstance(id, str) and self.get(id) is not None
+
+    def get(self, id: str, *, embeddings: bool = False) -> Document | None:
+        """The document with external id ``id``, or None."""
+        check_id(id)
+        row = self.conn.execute(
+            sql.SQL(
+                "SELECT id, text, metadata, n_tokens FROM {} "
+                "WHERE collection_id = %s AND external_id = %s"
+            ).format(self._documents),
+            (self.id, id),
+        ).fetchone()
+        if row is None:
+            return None
+        matrix = None
+        if embeddings:
+            _, packed, _ = rescore.fetch_matrices(
+                self.conn, self._fetch, np.array([row[0]]), self.dim
+            )
+            matrix = packed.astype(np.float32)
+        return Document(id, row[1], row[2], int(row[3]), matrix)
+
+    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
+        if not ranked:
+            return []
+        rows = self.conn.execute(
+            sql.SQL("SELECT id, external_id, text, metadata FROM {} WHERE id = ANY(%s)").format(
+                self._documents
+            ),
+            ([doc for doc, _ in ranked],),
+        ).fetchall()
+        by_id = {r[0]: r[1:] for r in rows}
+        return [
+            Hit(by_id[doc][0], score, by_id[doc][1], by_id[doc][2])
+            for doc, score in ranked
+            if doc in by_id
+        ]
+
+    def search_embeddings(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        exact: bool = False,
+        candidates_per_token: int | None = None,
+        ef_search: int | None = None,
+        rerank_depth: int | None = None,
+        merge_threshold: float = 1.0,
+        imputation: candidates.Imputation = "zero",
+        plan: PlanKind | None = None,
+    ) -> list[Hit]:
+        """The ``k`` documents with the highest MaxSim against ``query`` (m x dim).
+
+        Scores are exact MaxSim. ``exact=True`` scores every document; otherwise the
+        cheaper of the index plan (HNSW candidates, exact re-scoring) and the exhaustive
+        scan is chosen by estimated cost, or forced with ``plan``. ``last_search`` tells
+        which plan ran, with its knobs and timings.
+        """
+        started = time.perf_counter()
+        q = validate_query(query, self.dim)
+        k = _check_k(k)
+        knobs = planner.default_knobs(k)
+        per_token = (
+            _check_knob("candidates_per_token", candidates_per_token, 1, planner.MAX_EF_SEARCH)
+            or knobs.candidates_per_token
+        )
+        ef = _check_knob("ef_search", ef_search, 1, planner.MAX_EF_SEARCH) or knobs.ef_search
+        depth = _check_knob("rerank_depth", rerank_depth) or knobs.rerank_depth
+        # an HNSW scan yields at most ef_search rows
+        knobs = planner.Knobs(per_token, max(per_token, ef), depth)
+        if imputation not in ("zero", "kth"):
+            raise InvalidInput(f"imputation must be 'zero' or 'kth', got {imputation!r}")
+        if plan not in (None, "index", "exhaustive"):
+            raise InvalidInput(f"plan must be 'index', 'exhaustive' or None, got {plan!r}")
+        if not 0.0 < merge_threshold <= 1.0:
+            raise InvalidInput(f"merge_threshold must be in (0, 1], got {merge_threshold}")
+        probes, weights = candidates.merge_query_tokens(q, merge_threshold)
+        n_docs, n_tokens = self._sizes()
+        costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(q), len(probes), knobs)
+        if exact:
+            plan = "exhaustive"
+        elif plan is None:
+            plan = planner.choose_plan(costs, self._has_index())
+        with self.store.lock:
+            if plan == "exhaustive":
+                ranked, stats = self._search_exhaustive(q, k)
+            else:
+                ranked, stats = self._search_index(q, k, probes, weights, knobs, imputation)
+            hits = self._hits(ranked)
+        stats.update(
+            plan=plan,
+            k=k,
+            query_tokens=len(q),
+            total_ms=(time.perf_counter() - started) * 1000,
+            estimated_cost=dict(costs),
+        )
+        self.last_search = SearchStats(**stats)
+        return hits
+
+    def _search_exhaustive(self, q: np.ndarray, k: int) -> tuple[list[tuple[int, float]], dict]:
+        started = time.perf_counter()
+        all_ids: list[np.ndarray] = []
+        all_scores: list[np.ndarray] = []
+        read = 0
+        for ids, tokens, offsets in rescore.scan_all(self.conn, self._scan, self.id, self.dim):
+            all_ids.append(ids)
+            all_scores.append(rescore.maxsim_packed(q, tokens, offsets))
+            read += len(tokens)
+        ranked = self._rank(all_ids, all_scores, k)
+        elapsed = (time.perf_counter() - started) * 1000
+        return ranked, {"stage2_ms": elapsed, "rescored_tokens": read}
+
+    def _search_index(
+        self,
+        q: np.ndarray,
+        k: int,
+        probes: np.ndarray,
+        weights: np.ndarray,
+        knobs: planner.Knobs,
+        imputation: candidates.Imputation,
+    ) -> tuple[list[tuple[int, float]], dict]:
+        started = time.perf_counter()
+        self.store.set_session("hnsw.ef_search", str(knobs.ef_search))
+        statement = self._stage1.get(imputation)
+        if statement is None:
+            statement = candidates.candidate_sql(self._tokens, self.dim, imputation)
+            self._stage1[imputation] = statement
+        cand_ids, _ = candidates.stage1(
+            self.conn, statement, probes, weights, knobs.candidates_per_token, knobs.rerank_depth
+        )
+        middle = time.perf_counter()
+        ids, scores, read = rescore.score_candidates(self.conn, self._fetch, q, cand_ids, self.dim)
+        ranked = self._rank([ids], [scores], k)
+        done = time.perf_counter()
+        return ranked, {
+            "probes": len(probes),
+            "candidates_per_token": knobs.candidates_per_token,
+            "ef_search": knobs.ef_search,
+            "rerank_depth": knobs.rerank_depth,
+            "candidates": len(cand_ids),
+            "rescored_tokens": read,
+            "stage1_ms": (middle - started) * 1000,
+            "stage2_ms": (done - middle) * 1000,
+        }
+
+    @staticmethod
+    def _rank(ids: list[np.ndarray], scores: list[np.ndarray], k: int) -> list[tuple[int, float]]:
+        if not ids:
+            return []
+        flat_ids = np.concatenate(ids)
+        flat_scores = np.concatenate(scores)
+        best = top_k(flat_scores, [str(i) for i in flat_ids], k)
+        return [(int(doc), score) for doc, score in best]

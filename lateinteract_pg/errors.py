@@ -1,0 +1,70 @@
+"""The exceptions lateinteract_pg raises.
+
+Every error the library raises on purpose derives from :class:`LateInteractError`::
+
+    LateInteractError
+    ├── ServerError              the embedded PostgreSQL could not be started or reached
+    ├── ExtensionMissing         pgvector is not installed in the database, or too old
+    ├── CollectionNotFound       no collection of that name
+    ├── CollectionExists         a collection of that name exists with other settings
+    ├── EncoderMismatch          the collection was built by another encoder
+    ├── EncoderUnavailable       the optional torch/transformers extra is not installed
+    └── InvalidInput (ValueError)
+        └── DimensionMismatch    a vector's width differs from the collection's dim
+
+Errors raised by the database driver for reasons outside our checks (a lost connection,
+a permission denied) are left as psycopg errors.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CollectionExists",
+    "CollectionNotFound",
+    "DimensionMismatch",
+    "EncoderMismatch",
+    "EncoderUnavailable",
+    "ExtensionMissing",
+    "InvalidInput",
+    "LateInteractError",
+    "ServerError",
+]
+
+
+class LateInteractError(Exception):
+    """Root of every error raised by lateinteract_pg."""
+
+
+class ServerError(LateInteractError):
+    """The embedded PostgreSQL server could not be started or reached."""
+
+
+class ExtensionMissing(LateInteractError):
+    """The pgvector extension is missing from the database or older than required."""
+
+
+class CollectionNotFound(LateInteractError, KeyError):
+    """No collection of the given name exists."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CollectionExists(LateInteractError):
+    """A collection of that name already exists with different settings."""
+
+
+class EncoderMismatch(LateInteractError):
+    """The collection was built with a different encoder than the one given."""
+
+
+class EncoderUnavailable(LateInteractError, ImportError):
+    """torch/transformers are needed but not installed."""
+
+
+class InvalidInput(LateInteractError, ValueError):
+    """An argument is malformed: empty, non-finite, duplicated or out of range."""
+
+
+class DimensionMismatch(InvalidInput):
+    """A vector's width differs from the collection's dimension."""

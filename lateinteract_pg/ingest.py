@@ -1,0 +1,192 @@
+"""Ingest: validate a batch, then write it in one transaction with binary COPY."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import DimensionMismatch, InvalidInput
+
+__all__ = ["Batch", "check_id", "pack_token_rows", "validate_batch", "validate_query"]
+
+HALF_MAX = 65504.0
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+COPY_TRAILER = b"\xff\xff"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A validated batch: ids, texts, metadata and the token matrices as one fp16 block."""
+
+    ids: list[str]
+    texts: list[str | None]
+    metadata: list[dict[str, Any] | None]
+    tokens: np.ndarray  # (total, dim) float16
+    offsets: np.ndarray  # (n + 1,) int64
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _check_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a str, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} contains a NUL byte, which PostgreSQL text cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid unicode: {exc.reason}") from exc
+    return value
+
+
+def check_id(value: Any) -> str:
+    """A document id: a non-empty str PostgreSQL can store."""
+    _check_text(value, "document id")
+    if not value:
+        raise InvalidInput("document id must not be empty")
+    return str(value)
+
+
+def _as_matrix(value: Any, dim: int, what: str) -> np.ndarray:
+    try:
+        matrix = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} is not a numeric array: {exc}") from exc
+    if matrix.ndim != 2:
+        raise InvalidInput(f"{what} must be a 2-D array (tokens, dim), got shape {matrix.shape}")
+    if matrix.shape[0] == 0:
+        raise InvalidInput(f"{what} has no token vectors")
+    if matrix.shape[1] != dim:
+        raise DimensionMismatch(f"{what} has vectors of width {matrix.shape[1]}, expected {dim}")
+    if not np.isfinite(matrix).all():
+        raise InvalidInput(f"{what} contains NaN or infinite values")
+    if np.abs(matrix).max() > HALF_MAX:
+        raise InvalidInput(f"{what} has values beyond the float16 range (|x| > {HALF_MAX:g})")
+    return matrix
+
+
+def _check_metadata(value: Any, what: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a dict or None, got {type(value).__name__}")
+    try:
+        encoded = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from exc
+    if "\\u0000" in encoded:
+        raise InvalidInput(f"{what} contains a NUL character, which jsonb cannot store")
+    _check_text(encoded, what)
+    return value
+
+
+def validate_batch(
+    ids: Sequence[str],
+    embeddings: Sequence[Any],
+    dim: int,
+    texts: Sequence[str | None] | None = None,
+    metadata: Sequence[dict[str, Any] | None] | None = None,
+) -> Batch:
+    """Check every argument of ``add_embeddings`` before anything is written."""
+    if isinstance(ids, str) or not isinstance(ids, Sequence):
+        raise InvalidInput("ids must be a list of str")
+    n = len(ids)
+    if n == 0:
+        raise InvalidInput("ids is empty: nothing to add")
+    clean_ids = [check_id(i) for i in ids]
+    if len(set(clean_ids)) != n:
+        seen: set[str] = set()
+        dup = next(i for i in clean_ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise InvalidInput(f"duplicate id {dup!r} in one call")
+    if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
+        raise InvalidInput("embeddings must be a list of (tokens, dim) arrays, one per id")
+    if len(embeddings) != n:
+        raise InvalidInput(f"got {n} ids but {len(embeddings)} embeddings")
+    text_list: list[str | None] = [None] * n if texts is None else list(texts)
+    if len(text_list) != n:
+        raise InvalidInput(f"got {n} ids but {len(text_list)} texts")
+    text_list = [
+        None if t is None else _check_text(t, f"text of {i!r}")
+        for i, t in zip(clean_ids, text_list)
+    ]
+    meta_list: list[dict[str, Any] | None] = [None] * n if metadata is None else list(metadata)
+    if len(meta_list) != n:
+        raise InvalidInput(f"got {n} ids but {len(meta_list)} metadata entries")
+    meta_list = [_check_metadata(m, f"metadata of {i!r}") for i, m in zip(clean_ids, meta_list)]
+    matrices = [_as_matrix(e, dim, f"embeddings of {i!r}") for i, e in zip(clean_ids, embeddings)]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum([len(m) for m in matrices], out=offsets[1:])
+    tokens = np.concatenate(matrices).astype(np.float16)
+    return Batch(clean_ids, text_list, meta_list, tokens, offsets)
+
+
+def validate_query(query: Any, dim: int) -> np.ndarray:
+    """A query matrix (m, dim) as float32; a single vector (dim,) is one query token."""
+    try:
+        matrix = np.asarray(query, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"query is not a numeric array: {exc}") from exc
+    if matrix.ndim == 1 and matrix.shape[0] == dim:
+        matrix = matrix[None, :]
+    return _as_matrix(matrix, dim, "query")
+
+
+def token_row_dtype(dim: int) -> np.dtype:
+    """One binary COPY row of (collection_id int4, doc_id int8, position int4, halfvec)."""
+    return np.dtype(
+        [
+            ("nfields", ">i2"),
+            ("len_collection", ">i4"),
+            ("collection_id", ">i4"),
+            ("len_doc", ">i4"),
+            ("doc_id", ">i8"),
+            ("len_pos", ">i4"),
+            ("position", ">i4"),
+            ("len_vec", ">i4"),
+            ("vec_dim", ">i2"),
+            ("vec_unused", ">i2"),
+            ("vec", ">f2", (dim,)),
+        ]
+    )
+
+
+def pack_token_rows(
+    collection_id: int, doc_ids: np.ndarray, batch: Batch, rows_per_chunk: int
+) -> Iterator[tuple[int, bytes]]:
+    """Binary COPY payload for the batch's token rows, in chunks of (rows, bytes).
+
+    The whole stream (header, rows, trailer) is built with numpy, not row by row in Python.
+    """
+    dim = batch.tokens.shape[1]
+    dtype = token_row_dtype(dim)
+    total = len(batch.tokens)
+    doc_of_token = np.repeat(np.asarray(doc_ids, dtype=np.int64), batch.lengths)
+    position = np.arange(total, dtype=np.int64) - np.repeat(batch.offsets[:-1], batch.lengths)
+    chunks = max(1, math.ceil(total / rows_per_chunk))
+    for c in range(chunks):
+        lo, hi = c * rows_per_chunk, min(total, (c + 1) * rows_per_chunk)
+        rows = np.empty(hi - lo, dtype=dtype)
+        rows["nfields"] = 4
+        rows["len_collection"] = 4
+        rows["collection_id"] = collection_id
+        rows["len_doc"] = 8
+        rows["doc_id"] = doc_of_token[lo:hi]
+        rows["len_pos"] = 4
+        rows["position"] = position[lo:hi]
+        rows["len_vec"] = 4 + 2 * dim
+        rows["vec_dim"] = dim
+        rows["vec_unused"] = 0
+        rows["vec"] = batch.tokens[lo:hi]
+        payload = rows.tobytes()
+        if c == 0:
+            payload = COPY_SIGNATURE + payload
+        if c == chunks - 1:
+            payload += COPY_TRAILER
+        yield hi - lo, payload

@@ -1,0 +1,132 @@
+"""Schema installation: pgvector checks and the alembic migrations that ship with the package."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .errors import ExtensionMissing, InvalidInput, ServerError
+
+__all__ = ["DEFAULT_SCHEMA", "check_schema_name", "ensure_pgvector", "upgrade"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEMA = "lateinteract"
+MIN_SERVER_VERSION = 140000
+MIN_PGVECTOR = (0, 7, 0)
+VERSION_TABLE = "lateinteract_alembic_version"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _resource_dir(installed: str, source: str) -> Path:
+    """Folder shipped inside the wheel, or the top-level folder of a source checkout."""
+    inside = _PACKAGE_DIR / installed
+    return inside if inside.is_dir() else _PACKAGE_DIR.parent / source
+
+
+MIGRATIONS_DIR = _resource_dir("_migrations", "migrations")
+SQL_DIR = _resource_dir("_sql", "sql")
+
+
+def check_schema_name(schema: str) -> str:
+    """Return ``schema`` if it is a usable identifier; raise InvalidInput otherwise."""
+    if not isinstance(schema, str) or not schema or len(schema.encode()) > 63 or "\x00" in schema:
+        raise InvalidInput(f"schema name must be 1-63 bytes without NUL, got {schema!r}")
+    return schema
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def ensure_pgvector(conn: psycopg.Connection[Any]) -> str:
+    """Check the server and pgvector versions, creating the extension when allowed.
+
+    Returns the schema the extension lives in.
+    """
+    if conn.info.server_version < MIN_SERVER_VERSION:
+        raise ServerError(
+            f"PostgreSQL {conn.info.server_version // 10000} is too old: "
+            "lateinteract_pg needs PostgreSQL 14 or newer"
+        )
+    row = conn.execute(
+        "SELECT e.extversion, n.nspname FROM pg_extension e "
+        "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+    ).fetchone()
+    if row is None:
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone()
+        if available is None:
+            raise ExtensionMissing(
+                "pgvector is not installed on this PostgreSQL server. Install pgvector >= 0.7 "
+                "(https://github.com/pgvector/pgvector#installation) or use the "
+                "pgvector/pgvector Docker image, then run: CREATE EXTENSION vector;"
+            )
+        try:
+            with conn.transaction():
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ExtensionMissing(
+                f"pgvector is available but not enabled in database {conn.info.dbname!r}, and "
+                "this role may not enable it. Ask a superuser (or the database owner) to run: "
+                "CREATE EXTENSION vector;"
+            ) from exc
+        return ensure_pgvector(conn)
+    version, ext_schema = row
+    if _version_tuple(version) < MIN_PGVECTOR:
+        raise ExtensionMissing(
+            f"pgvector {version} is too old: lateinteract_pg needs >= 0.7 (halfvec). "
+            "Upgrade the package on the server, then run: ALTER EXTENSION vector UPDATE;"
+        )
+    return str(ext_schema)
+
+
+def run_sql_file(connection: Any, name: str, schema: str) -> None:
+    """Run ``sql/NAME`` on an alembic (SQLAlchemy) connection, ``{schema}`` composed in."""
+    raw = connection.connection.driver_connection
+    text = (SQL_DIR / name).read_text()
+    raw.execute(sql.SQL(text).format(schema=sql.Identifier(schema)))
+
+
+def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
+    """Bring ``schema`` to the newest migration; idempotent. Returns the current revision."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    check_schema_name(schema)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_pgvector(conn)
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=NullPool
+    )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["schema"] = schema
+    try:
+        with engine.begin() as connection:
+            # one migration at a time per schema, even from concurrent processes
+            connection.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(hashtext('lateinteract_pg.migrate:' || %s))",
+                (schema,),
+            )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={"version_table": VERSION_TABLE, "version_table_schema": schema},
+            )
+            revision = context.get_current_revision()
+    finally:
+        engine.dispose()
+    log.info("schema %s at revision %s", schema, revision)
+    return revision

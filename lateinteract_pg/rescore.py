@@ -1,0 +1,86 @@
+"""Stage 2: fetch candidates' packed token matrices in binary, score them with exact MaxSim.
+
+Each document row carries its matrix as one ``bytea`` (n_tokens x dim little-endian
+float16, stored uncompressed), so stage 2 reads one row per candidate and decodes all of
+them with a single ``numpy.frombuffer``: no per-token rows, no text parsing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from psycopg import sql
+
+from .maxsim import maxsim_packed
+
+__all__ = ["decode_matrices", "fetch_matrices", "fetch_sql", "scan_all", "scan_sql"]
+
+_FETCH = "SELECT id, matrix FROM {documents} WHERE id = ANY({ids})"
+
+_SCAN = """
+SELECT id, matrix FROM {documents}
+WHERE collection_id = {collection} AND id > {after}
+ORDER BY id
+LIMIT {limit}
+"""
+
+
+def fetch_sql(documents: sql.Composable) -> sql.Composed:
+    return sql.SQL(_FETCH).format(documents=documents, ids=sql.Placeholder("ids"))
+
+
+def scan_sql(documents: sql.Composable) -> sql.Composed:
+    return sql.SQL(_SCAN).format(
+        documents=documents,
+        collection=sql.Placeholder("collection"),
+        after=sql.Placeholder("after"),
+        limit=sql.Placeholder("limit"),
+    )
+
+
+def decode_matrices(
+    rows: list[tuple[Any, ...]], dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of (id, packed bytes) -> (ids, float16 tokens (total, dim), offsets (n + 1,))."""
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    row_bytes = 2 * dim
+    lengths = np.fromiter((len(r[1]) // row_bytes for r in rows), dtype=np.int64, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    tokens = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2").reshape(-1, dim)
+    return ids, tokens, offsets
+
+
+def fetch_matrices(
+    conn: Any, statement: sql.Composed, doc_ids: np.ndarray, dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packed matrices of ``doc_ids`` (internal ids): (ids in fetch order, tokens, offsets)."""
+    rows = conn.execute(statement, {"ids": doc_ids.tolist()}, binary=True).fetchall()
+    return decode_matrices(rows, dim)
+
+
+def score_candidates(
+    conn: Any, statement: sql.Composed, query: np.ndarray, doc_ids: np.ndarray, dim: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact MaxSim of every candidate: (ids, scores, tokens read)."""
+    ids, tokens, offsets = fetch_matrices(conn, statement, doc_ids, dim)
+    return ids, maxsim_packed(query, tokens, offsets), len(tokens)
+
+
+def scan_all(
+    conn: Any, statement: sql.Composed, collection_id: int, dim: int, docs_per_batch: int = 1024
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every document of a collection, in batches of (ids, tokens, offsets)."""
+    after = 0
+    while True:
+        rows = conn.execute(
+            statement,
+            {"collection": collection_id, "after": after, "limit": docs_per_batch},
+            binary=True,
+        ).fetchall()
+        if not rows:
+            return
+        yield decode_matrices(rows, dim)
+        after = int(rows[-1][0])

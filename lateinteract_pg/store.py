@@ -1,0 +1,221 @@
+"""The Store: one PostgreSQL connection, the schema, and the collections in it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
+from . import migrate
+from .errors import CollectionExists, CollectionNotFound, InvalidInput
+from .types import CollectionInfo
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+__all__ = ["Store", "connect", "resolve_dsn"]
+
+log = logging.getLogger(__name__)
+
+DSN_ENV = "LATEINTERACT_PG_DSN"
+MAX_NAME_LENGTH = 200
+
+
+def connect(
+    dsn: str | None = None, *, schema: str = migrate.DEFAULT_SCHEMA, migrate_schema: bool = True
+) -> Store:
+    """Open a Store.
+
+    Parameters
+    ----------
+    dsn : libpq connection string or URI. ``None`` reads ``$LATEINTERACT_PG_DSN``; if that is
+        unset too, the embedded PostgreSQL is started (or reattached) and used.
+    schema : the schema holding our tables (created if missing).
+    migrate_schema : run the migrations on connect (idempotent, cheap when up to date).
+    """
+    dsn = resolve_dsn(dsn)
+    migrate.check_schema_name(schema)
+    if migrate_schema:
+        migrate.upgrade(dsn, schema)
+    return Store(dsn, schema)
+
+
+def resolve_dsn(dsn: str | None = None) -> str:
+    """``dsn``, else ``$LATEINTERACT_PG_DSN``, else the embedded server (started if needed)."""
+    dsn = dsn or os.environ.get(DSN_ENV) or None
+    if dsn is None:
+        from .embedded import ensure_server
+
+        dsn = ensure_server()
+    return dsn
+
+
+def check_collection_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"collection name must be a non-empty str, got {name!r}")
+    if len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        raise InvalidInput(f"collection name must be at most {MAX_NAME_LENGTH} chars without NUL")
+    return name
+
+
+class Store:
+    """A connection to one schema of one PostgreSQL database."""
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str = migrate.DEFAULT_SCHEMA,
+        *,
+        maintenance_work_mem: str | None = None,
+    ) -> None:
+        self.schema = migrate.check_schema_name(schema)
+        self.maintenance_work_mem = maintenance_work_mem
+        self._dsn = dsn
+        self.conn = psycopg.connect(dsn, autocommit=True, row_factory=tuple_row)
+        self.lock = threading.RLock()
+        self.vector_schema = migrate.ensure_pgvector(self.conn)
+        search_path = [self.schema, self.vector_schema]
+        self.conn.execute(
+            sql.SQL("SET search_path TO {}").format(
+                sql.SQL(", ").join(sql.Identifier(s) for s in dict.fromkeys(search_path))
+            )
+        )
+        register_vector(self.conn)
+        self._settings: dict[str, str] = {}
+
+    @property
+    def dsn(self) -> str:
+        """The connection string in use (the embedded server's too)."""
+        return self._dsn
+
+    def table(self, name: str) -> sql.Identifier:
+        """A table of our schema, as a composed identifier."""
+        return sql.Identifier(self.schema, name)
+
+    def set_session(self, name: str, value: str) -> None:
+        """Set a server setting for this session, skipping the round trip when unchanged."""
+        if self._settings.get(name) != value:
+            self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            self._settings[name] = value
+
+    # --- collections -------------------------------------------------------------------
+
+    def collection(
+        self,
+        name: str,
+        dim: int | None = None,
+        *,
+        encoder: Any = None,
+        create: bool = True,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+    ) -> Collection:
+        """Open the collection ``name``, creating it (with ``dim``) when missing.
+
+        Opening an existing collection with a different ``dim`` raises CollectionExists.
+        """
+        from .collection import Collection
+
+        name = check_collection_name(name)
+        if encoder is not None:
+            enc_dim = int(encoder.dim)
+            if dim is not None and dim != enc_dim:
+                raise InvalidInput(f"dim={dim} but the encoder produces {enc_dim}-d vectors")
+            dim = enc_dim
+        row = self._fetch_collection(name)
+        if row is None:
+            if not create:
+                raise CollectionNotFound(f"no collection named {name!r}")
+            if dim is None:
+                raise InvalidInput(f"collection {name!r} does not exist: give dim= to create it")
+            if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 4000:
+                raise InvalidInput(f"dim must be an int in 1..4000 (halfvec HNSW), got {dim!r}")
+            if not (2 <= hnsw_m <= 100 and 4 <= hnsw_ef_construction <= 1000):
+                raise InvalidInput("hnsw_m must be in 2..100 and hnsw_ef_construction in 4..1000")
+            settings = encoder.settings() if encoder is not None else None
+            row = self._create_collection(name, dim, settings, hnsw_m, hnsw_ef_construction)
+        coll = Collection(self, *row)
+        if dim is not None and dim != coll.dim:
+            raise CollectionExists(f"collection {name!r} exists with dim={coll.dim}, not {dim}")
+        if encoder is not None:
+            coll.attach_encoder(encoder)
+        return coll
+
+    def _fetch_collection(self, name: str) -> tuple[Any, ...] | None:
+        return self.conn.execute(
+            sql.SQL(
+                "SELECT id, name, dim, encoder, hnsw_m, hnsw_ef_construction "
+                "FROM {} WHERE name = %s"
+            ).format(self.table("collections")),
+            (name,),
+        ).fetchone()
+
+    def _create_collection(
+        self, name: str, dim: int, encoder: dict[str, Any] | None, m: int, ef: int
+    ) -> tuple[Any, ...]:
+        with self.lock, self.conn.transaction():
+            row = self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING "
+                    "RETURNING id, name, dim, encoder, hnsw_m, hnsw_ef_construction"
+                ).format(self.table("collections")),
+                (name, dim, None if encoder is None else Jsonb(encoder), m, ef),
+            ).fetchone()
+            if row is None:  # created concurrently by someone else
+                existing = self._fetch_collection(name)
+                assert existing is not None
+                return existing
+            self.conn.execute(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({})").format(
+                    self.table(f"tokens_{row[0]}"), self.table("tokens"), sql.Literal(row[0])
+                )
+            )
+            log.info("created collection %r (id %s, dim %s)", name, row[0], dim)
+            return row
+
+    def collections(self) -> list[CollectionInfo]:
+        """Every collection, by name."""
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT name, dim, n_documents, n_tokens, encoder FROM {} ORDER BY name"
+            ).format(self.table("collections"))
+        ).fetchall()
+        return [CollectionInfo(*row) for row in rows]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._fetch_collection(name) is not None
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection with all its documents, tokens and index."""
+        row = self._fetch_collection(check_collection_name(name))
+        if row is None:
+            raise CollectionNotFound(f"no collection named {name!r}")
+        with self.lock, self.conn.transaction():
+            self.conn.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(self.table(f"tokens_{row[0]}"))
+            )
+            self.conn.execute(
+                sql.SQL("DELETE FROM {} WHERE id = %s").format(self.table("collections")),
+                (row[0],),
+            )
+        log.info("dropped collection %r", name)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store(schema={self.schema!r}, dbname={self.conn.info.dbname!r})"

@@ -1,0 +1,75 @@
+"""Result and record types shared across the package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["CollectionInfo", "Document", "Hit", "IngestStats", "PlanKind", "SearchStats"]
+
+PlanKind = Literal["index", "exhaustive"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: ``score`` is the exact MaxSim of the query against the document."""
+
+    id: str
+    score: float
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    """A stored document; ``embeddings`` (n_tokens x dim, float32) when asked for."""
+
+    id: str
+    text: str | None
+    metadata: dict[str, Any] | None
+    n_tokens: int
+    embeddings: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection's settings and size."""
+
+    name: str
+    dim: int
+    n_documents: int
+    n_tokens: int
+    encoder: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SearchStats:
+    """How the last search ran: the plan, its knobs and where the time went (milliseconds)."""
+
+    plan: PlanKind
+    k: int
+    query_tokens: int
+    probes: int = 0
+    candidates_per_token: int = 0
+    ef_search: int = 0
+    rerank_depth: int = 0
+    candidates: int = 0
+    rescored_tokens: int = 0
+    stage1_ms: float = 0.0
+    stage2_ms: float = 0.0
+    total_ms: float = 0.0
+    estimated_cost: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    """How the last ``add_embeddings`` went: rows written and seconds per step."""
+
+    documents: int
+    token_rows: int
+    replaced: int
+    copy_s: float
+    index_s: float
+    index_rebuilt: bool

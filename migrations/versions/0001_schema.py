@@ -1,0 +1,23 @@
+"""Collections, documents and the partitioned token table.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-25
+"""
+
+from alembic import op
+
+from lateinteract_pg.migrate import run_sql_file
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade(schema: str) -> None:
+    run_sql_file(op.get_bind(), "schema.sql", schema)
+
+
+def downgrade(schema: str) -> None:
+    run_sql_file(op.get_bind(), "schema_drop.sql", schema)

@@ -376,7 +376,7 @@ class Collection:
             raise InvalidInput(f"merge_threshold must be in (0, 1], got {merge_threshold}")
         probes, weights = candidates.merge_query_tokens(q, merge_threshold)
         n_docs, n_tokens = self._sizes()
-        costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(q), len(probes), knobs)
+        costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(probes), knobs)
         if exact:
             plan = "exhaustive"
         elif plan is None:

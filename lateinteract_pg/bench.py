@@ -40,14 +40,10 @@ log = logging.getLogger(__name__)
 
 BENCH_SCHEMA = "lateinteract_bench"
 DEFAULT_SWEEP: list[dict[str, int]] = [
-    {"candidates_per_token": 20, "rerank_depth": 50},
-    {"candidates_per_token": 40, "rerank_depth": 50},
-    {"candidates_per_token": 40, "rerank_depth": 100},
-    {"candidates_per_token": 64, "rerank_depth": 100},
-    {"candidates_per_token": 64, "rerank_depth": 200},
-    {"candidates_per_token": 100, "rerank_depth": 200},
-    {"candidates_per_token": 100, "rerank_depth": 300},
-]
+    {"candidates_per_token": k, "ef_search": k, "rerank_depth": n}
+    for k, n in [(40, 50), (40, 100), (64, 100), (100, 100), (100, 200), (150, 100),
+                 (150, 200), (150, 300), (200, 300)]
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -262,6 +258,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         _run_queries(coll, queries[:5], truth[:5], k)  # warm the caches
         ours = _run_queries(coll, queries, truth, k)
         ours["ratio_to_numpy"] = round(ours["p50_ms"] / brute_p50, 3)
+        defaults = coll.last_search
         echo(
             f"  recall@{k} {ours['recall_at_k']:.4f}  p50 {ours['p50_ms']:.1f} ms  "
             f"({ours['ratio_to_numpy']:.2f}x exhaustive numpy at {brute_p50:.1f} ms)"
@@ -299,7 +296,6 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
             ),
         }
         ours.pop("rankings")
-        defaults = coll.last_search
         if not config.keep:
             store.drop_collection(coll.name)
     report: dict[str, Any] = {

@@ -8,7 +8,7 @@ import numpy as np
 from pgvector import HalfVector
 from psycopg import sql
 
-__all__ = ["Imputation", "candidate_sql", "merge_query_tokens", "stage1"]
+__all__ = ["Imputation", "candidate_sql", "merge_partial_scores", "merge_query_tokens", "stage1"]
 
 Imputation = Literal["zero", "kth"]
 
@@ -87,9 +87,12 @@ def stage1(
     probes: np.ndarray,
     weights: np.ndarray,
     per_token: int,
-    depth: int,
+    depth: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run stage 1; returns candidate document ids and approximate scores, best first."""
+    """Run stage 1; returns candidate document ids and approximate scores, best first.
+
+    ``depth=None`` returns every document any probe found (to merge partial sums).
+    """
     rows = conn.execute(
         statement,
         {
@@ -103,3 +106,21 @@ def stage1(
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     scores = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
     return ids, scores
+
+
+def merge_partial_scores(parts: list[tuple[np.ndarray, np.ndarray]], depth: int) -> np.ndarray:
+    """Sum the per-document scores of stage 1 run over disjoint sets of probes; top ``depth``.
+
+    Both imputations are sums over probes, so partial sums add up to the full score.
+
+    >>> a = (np.array([1, 2]), np.array([0.9, 0.5]))
+    >>> b = (np.array([2, 3]), np.array([0.6, 0.2]))
+    >>> merge_partial_scores([a, b], 2).tolist()
+    [2, 1]
+    """
+    ids = np.concatenate([p[0] for p in parts])
+    scores = np.concatenate([p[1] for p in parts])
+    unique, inverse = np.unique(ids, return_inverse=True)
+    totals = np.bincount(inverse, weights=scores, minlength=len(unique))
+    order = np.lexsort((unique, -totals))[:depth]
+    return unique[order]

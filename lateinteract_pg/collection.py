@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -276,17 +277,10 @@ class Collection:
     # --- reads -------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        row = self.conn.execute(
-            sql.SQL("SELECT n_documents FROM {} WHERE id = %s").format(
-                self.store.table("collections")
-            ),
-            (self.id,),
-        ).fetchone()
-        if row is None:
-            raise CollectionNotFound(f"collection {self.name!r} no longer exists")
-        return int(row[0])
+        return self._sizes()[0]
 
     def _sizes(self) -> tuple[int, int]:
+        """(documents, token rows) of the collection."""
         row = self.conn.execute(
             sql.SQL("SELECT n_documents, n_tokens FROM {} WHERE id = %s").format(
                 self.store.table("collections")
@@ -420,17 +414,38 @@ class Collection:
         imputation: candidates.Imputation,
     ) -> tuple[list[tuple[int, float]], dict]:
         started = time.perf_counter()
-        self.store.set_session("hnsw.ef_search", str(knobs.ef_search))
         statement = self._stage1.get(imputation)
         if statement is None:
             statement = candidates.candidate_sql(self._tokens, self.dim, imputation)
             self._stage1[imputation] = statement
-        cand_ids, _ = candidates.stage1(
-            self.conn, statement, probes, weights, knobs.candidates_per_token, knobs.rerank_depth
-        )
+        # The probes, then the candidates, are split between the store's reader connections
+        # (one per core); a single connection runs stage 1 as one statement.
+        readers = self.store.readers(len(probes))
+        for conn in readers:
+            self.store.set_session("hnsw.ef_search", str(knobs.ef_search), conn)
+        per_token, depth, n = knobs.candidates_per_token, knobs.rerank_depth, len(readers)
+        if n == 1:
+            cand_ids, _ = candidates.stage1(self.conn, statement, probes, weights, per_token, depth)
+        else:
+            parts = self.store.run_parallel(
+                [
+                    partial(
+                        candidates.stage1, conn, statement, probes[j::n], weights[j::n],
+                        per_token, None,
+                    )
+                    for j, conn in enumerate(readers)
+                ]
+            )  # fmt: skip
+            cand_ids = candidates.merge_partial_scores(parts, depth)
         middle = time.perf_counter()
-        ids, scores, read = rescore.score_candidates(self.conn, self._fetch, q, cand_ids, self.dim)
-        ranked = self._rank([ids], [scores], k)
+        scored = self.store.run_parallel(
+            [
+                partial(rescore.score_candidates, conn, self._fetch, q, cand_ids[j::n], self.dim)
+                for j, conn in enumerate(readers[: max(1, min(n, len(cand_ids)))])
+            ]
+        )
+        ranked = self._rank([ids for ids, _, _ in scored], [sc for _, sc, _ in scored], k)
+        read = sum(r for _, _, r in scored)
         done = time.perf_counter()
         return ranked, {
             "probes": len(probes),
@@ -438,6 +453,7 @@ class Collection:
             "ef_search": knobs.ef_search,
             "rerank_depth": knobs.rerank_depth,
             "candidates": len(cand_ids),
+            "connections": n,
             "rescored_tokens": read,
             "stage1_ms": (middle - started) * 1000,
             "stage2_ms": (done - middle) * 1000,

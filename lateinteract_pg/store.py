@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -23,13 +25,18 @@ if TYPE_CHECKING:
 __all__ = ["Store", "connect", "resolve_dsn"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DSN_ENV = "LATEINTERACT_PG_DSN"
 MAX_NAME_LENGTH = 200
 
 
 def connect(
-    dsn: str | None = None, *, schema: str = migrate.DEFAULT_SCHEMA, migrate_schema: bool = True
+    dsn: str | None = None,
+    *,
+    schema: str = migrate.DEFAULT_SCHEMA,
+    migrate_schema: bool = True,
+    **options: Any,
 ) -> Store:
     """Open a Store.
 
@@ -39,12 +46,13 @@ def connect(
         unset too, the embedded PostgreSQL is started (or reattached) and used.
     schema : the schema holding our tables (created if missing).
     migrate_schema : run the migrations on connect (idempotent, cheap when up to date).
+    options : passed to :class:`Store` (``parallel``, ``maintenance_work_mem``).
     """
     dsn = resolve_dsn(dsn)
     migrate.check_schema_name(schema)
     if migrate_schema:
         migrate.upgrade(dsn, schema)
-    return Store(dsn, schema)
+    return Store(dsn, schema, **options)
 
 
 def resolve_dsn(dsn: str | None = None) -> str:
@@ -74,21 +82,65 @@ class Store:
         schema: str = migrate.DEFAULT_SCHEMA,
         *,
         maintenance_work_mem: str | None = None,
+        parallel: int | None = None,
     ) -> None:
+        """Open a Store on ``dsn``; :func:`connect` is the usual way in.
+
+        ``parallel`` is how many connections one search may use at once (default: 2 on a
+        machine with 2 or more cores): the HNSW probes and the candidate fetches are split
+        between them. Writes always use the one main connection.
+        """
         self.schema = migrate.check_schema_name(schema)
         self.maintenance_work_mem = maintenance_work_mem
+        self.parallel = min(2, os.cpu_count() or 1) if parallel is None else int(parallel)
+        if self.parallel < 1:
+            raise InvalidInput(f"parallel must be >= 1, got {parallel!r}")
         self._dsn = dsn
-        self.conn = psycopg.connect(dsn, autocommit=True, row_factory=tuple_row)
         self.lock = threading.RLock()
-        self.vector_schema = migrate.ensure_pgvector(self.conn)
-        search_path = [self.schema, self.vector_schema]
-        self.conn.execute(
-            sql.SQL("SET search_path TO {}").format(
-                sql.SQL(", ").join(sql.Identifier(s) for s in dict.fromkeys(search_path))
+        self._settings: dict[int, dict[str, str]] = {}
+        self.conn = self._open()
+        self._readers: list[psycopg.Connection[Any]] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _open(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._dsn, autocommit=True, row_factory=tuple_row)
+        try:
+            self.vector_schema = migrate.ensure_pgvector(conn)
+            search_path = dict.fromkeys([self.schema, self.vector_schema])
+            conn.execute(
+                sql.SQL("SET search_path TO {}").format(
+                    sql.SQL(", ").join(sql.Identifier(s) for s in search_path)
+                )
             )
-        )
-        register_vector(self.conn)
-        self._settings: dict[str, str] = {}
+            register_vector(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._settings[id(conn)] = {}
+        return conn
+
+    def readers(self, wanted: int) -> list[psycopg.Connection[Any]]:
+        """Up to ``wanted`` connections for one read, the main one first.
+
+        Only the main connection while it is inside a transaction, so that a search sees
+        that transaction's own writes.
+        """
+        n = max(1, min(wanted, self.parallel))
+        if n == 1 or self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return [self.conn]
+        while len(self._readers) < n - 1:
+            self._readers.append(self._open())
+        return [self.conn, *self._readers[: n - 1]]
+
+    def run_parallel(self, tasks: list[Callable[[], T]]) -> list[T]:
+        """Run ``tasks`` at once, the first on this thread; results in order."""
+        if len(tasks) == 1:
+            return [tasks[0]()]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.parallel - 1)
+        futures = [self._pool.submit(task) for task in tasks[1:]]
+        first = tasks[0]()
+        return [first, *(f.result() for f in futures)]
 
     @property
     def dsn(self) -> str:
@@ -99,11 +151,15 @@ class Store:
         """A table of our schema, as a composed identifier."""
         return sql.Identifier(self.schema, name)
 
-    def set_session(self, name: str, value: str) -> None:
-        """Set a server setting for this session, skipping the round trip when unchanged."""
-        if self._settings.get(name) != value:
-            self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-            self._settings[name] = value
+    def set_session(
+        self, name: str, value: str, conn: psycopg.Connection[Any] | None = None
+    ) -> None:
+        """Set a server setting for a session, skipping the round trip when unchanged."""
+        conn = conn or self.conn
+        settings = self._settings.setdefault(id(conn), {})
+        if settings.get(name) != value:
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            settings[name] = value
 
     # --- collections -------------------------------------------------------------------
 
@@ -209,7 +265,10 @@ class Store:
         log.info("dropped collection %r", name)
 
     def close(self) -> None:
-        self.conn.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+        for conn in [self.conn, *self._readers]:
+            conn.close()
 
     def __enter__(self) -> Store:
         return self

@@ -56,6 +56,7 @@ class SearchStats:
     ef_search: int = 0
     rerank_depth: int = 0
     candidates: int = 0
+    connections: int = 1
     rescored_tokens: int = 0
     stage1_ms: float = 0.0
     stage2_ms: float = 0.0

@@ -18,9 +18,7 @@ def python_blocks() -> list[str]:
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_python_blocks_run(
-    index: int, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_readme_python_blocks_run(index: int, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     block = python_blocks()[index]
     if "encoders" in block:
         pytest.importorskip("torch")

@@ -325,3 +325,34 @@ def test_head_constant_matches_migration_scripts() -> None:
     from alembic.script import ScriptDirectory
 
     assert ScriptDirectory(str(migrate.MIGRATIONS_DIR)).get_current_head() == migrate.HEAD
+
+
+def test_parallel_and_single_connection_searches_agree(
+    pg_dsn: str, filled: tuple[lip.Collection, list[np.ndarray]]
+) -> None:
+    coll, _ = filled
+    query = unit_docs(1, seed=21)[0][:9]
+    with lip.connect(pg_dsn, schema=coll.store.schema, parallel=1) as single:
+        one = single.collection("papers").search_embeddings(query, k=10, plan="index")
+        assert single.collection("papers").last_search is None  # a fresh handle
+    two = coll.search_embeddings(query, k=10, plan="index")
+    assert coll.last_search is not None and coll.last_search.connections == 2
+    assert [(h.id, round(h.score, 5)) for h in one] == [(h.id, round(h.score, 5)) for h in two]
+
+
+def test_search_inside_a_transaction_sees_its_own_writes(
+    filled: tuple[lip.Collection, list[np.ndarray]],
+) -> None:
+    coll, _ = filled
+    new = unit_docs(1, seed=77)[0]
+    with coll.store.conn.transaction(force_rollback=True):
+        coll.add_embeddings(["fresh"], [new])
+        hits = coll.search_embeddings(new, k=1, plan="index")
+        assert coll.last_search is not None and coll.last_search.connections == 1
+        assert hits[0].id == "fresh"
+    assert coll.get("fresh") is None
+
+
+def test_parallel_must_be_positive(pg_dsn: str, store: lip.Store) -> None:
+    with pytest.raises(lip.InvalidInput):
+        lip.Store(pg_dsn, store.schema, parallel=0)

@@ -356,3 +356,18 @@ def test_search_inside_a_transaction_sees_its_own_writes(
 def test_parallel_must_be_positive(pg_dsn: str, store: lip.Store) -> None:
     with pytest.raises(lip.InvalidInput):
         lip.Store(pg_dsn, store.schema, parallel=0)
+
+
+def test_index_rebuild_or_insert(filled: tuple[lip.Collection, list[np.ndarray]]) -> None:
+    coll, _ = filled
+    few, many = unit_docs(2, seed=31), unit_docs(300, seed=32)
+    coll.add_embeddings(["x1", "x2"], few)
+    assert coll.last_ingest is not None and not coll.last_ingest.index_rebuilt
+    coll.add_embeddings([f"m{i}" for i in range(300)], many)  # doubles the collection
+    assert coll.last_ingest is not None and coll.last_ingest.index_rebuilt
+    coll.add_embeddings(["x3"], few[:1], rebuild_index=True)
+    assert coll.last_ingest.index_rebuilt and coll.last_ingest.token_rows == len(few[0])
+    coll.add_embeddings(["y"], many[:1] * 1, rebuild_index=False)
+    assert not coll.last_ingest.index_rebuilt
+    hits = coll.search_embeddings(many[7], k=1, plan="index")
+    assert hits[0].id == "m7"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from psycopg import sql
 
 from .datasets import BeirCollection, load_beir
 from .maxsim import maxsim_packed
@@ -144,23 +145,31 @@ def _percentile(values: list[float], p: float) -> float:
 
 
 def _storage(store: Store, coll_id: int, n_tokens: int) -> dict[str, Any]:
+    """Bytes of the collection: its token partition and indexes, and its document rows.
+
+    The documents table is shared by all collections, so this collection's share is the
+    size of its rows as stored (packed matrix included), not the table's file size.
+    """
+    tokens = store.table(f"tokens_{coll_id}").as_string(store.conn)
     row = store.conn.execute(
-        """
-        SELECT pg_relation_size(t.oid), pg_relation_size(h.oid), pg_relation_size(p.oid),
-               pg_total_relation_size(d.oid)
-        FROM pg_class t, pg_class h, pg_class p, pg_class d
-        WHERE t.oid = %s::regclass AND h.oid = %s::regclass AND p.oid = %s::regclass
-          AND d.oid = %s::regclass
-        """,
-        (
-            store.table(f"tokens_{coll_id}").as_string(store.conn),
-            store.table(f"tokens_{coll_id}_hnsw").as_string(store.conn),
-            store.table(f"tokens_{coll_id}_pkey").as_string(store.conn),
-            store.table("documents").as_string(store.conn),
-        ),
+        sql.SQL(
+            """
+            SELECT pg_relation_size(%(heap)s::regclass),
+                   pg_relation_size(%(hnsw)s::regclass),
+                   pg_relation_size(%(pkey)s::regclass),
+                   (SELECT coalesce(sum(pg_column_size(d.*)), 0) FROM {documents} AS d
+                    WHERE d.collection_id = %(coll)s)
+            """
+        ).format(documents=store.table("documents")),
+        {
+            "heap": tokens,
+            "hnsw": store.table(f"tokens_{coll_id}_hnsw").as_string(store.conn),
+            "pkey": store.table(f"tokens_{coll_id}_pkey").as_string(store.conn),
+            "coll": coll_id,
+        },
     ).fetchone()
     assert row is not None
-    names = ["token_heap", "hnsw_index", "token_pkey", "documents_total"]
+    names = ["token_heap", "hnsw_index", "token_pkey", "document_rows"]
     sizes = dict(zip(names, (int(v) for v in row)))
     total = sum(sizes.values())
     return {

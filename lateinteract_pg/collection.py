@@ -376,7 +376,7 @@ class Collection:
             raise InvalidInput(f"imputation must be 'zero' or 'kth', got {imputation!r}")
         if plan not in (None, "index", "exhaustive"):
             raise InvalidInput(f"plan must be 'index', 'exhaustive' or None, got {plan!r}")
-        if not 0.0 < merge_threshold <= 1.0:
+        if not isinstance(merge_threshold, (int, float)) or not 0.0 < merge_threshold <= 1.0:
             raise InvalidInput(f"merge_threshold must be in (0, 1], got {merge_threshold}")
         probes, weights = candidates.merge_query_tokens(q, merge_threshold)
         n_docs, n_tokens = self._sizes()

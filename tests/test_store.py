@@ -225,6 +225,8 @@ def test_bad_adds_raise_and_change_nothing(
         (np.ones((2, DIM)), {"rerank_depth": -1}),
         (np.ones((2, DIM)), {"plan": "magic"}),
         (np.ones((2, DIM)), {"imputation": "mean"}),
+        (np.ones((2, DIM)), {"merge_threshold": "high"}),
+        (np.ones((2, DIM)), {"merge_threshold": 0.0}),
         ("not a vector", {}),
     ],
 )

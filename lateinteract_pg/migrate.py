@@ -117,7 +117,6 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
         ensure_pgvector(conn)
         if current_revision(conn, schema) == HEAD:
             return HEAD
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     engine = create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=NullPool
     )
@@ -131,6 +130,9 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
                 "SELECT pg_advisory_xact_lock(hashtext('lateinteract_pg.migrate:' || %s))",
                 (schema,),
             )
+            # under the lock: CREATE SCHEMA IF NOT EXISTS races with itself otherwise
+            raw = connection.connection.driver_connection
+            raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         with engine.connect() as connection:

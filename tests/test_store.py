@@ -265,7 +265,7 @@ def test_hostile_names_and_ids_are_data(store: lip.Store, name: str) -> None:
 
 
 def test_schema_name_needing_quotes(pg_dsn: str) -> None:
-    schema = f'Odd "Schema" {uuid.uuid4().hex[:6]}'
+    schema = f'Odd "Schema" %s {uuid.uuid4().hex[:6]}'
     try:
         with lip.connect(pg_dsn, schema=schema) as s:
             coll = s.collection("c", dim=DIM)
@@ -373,3 +373,20 @@ def test_index_rebuild_or_insert(filled: tuple[lip.Collection, list[np.ndarray]]
     assert not coll.last_ingest.index_rebuilt
     hits = coll.search_embeddings(many[7], k=1, plan="index")
     assert hits[0].id == "m7"
+
+
+def test_concurrent_connects_migrate_once(pg_dsn: str, schema_name: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def open_close(_: int) -> str:
+        with lip.connect(pg_dsn, schema=schema_name) as s:
+            return s.collection("shared", dim=DIM).name
+
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(open_close, range(6))) == ["shared"] * 6
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema_name))
+            )

@@ -34,9 +34,15 @@ SQL_DIR = _resource_dir("_sql", "sql")
 
 
 def check_schema_name(schema: str) -> str:
-    """Return ``schema`` if it is a usable identifier; raise InvalidInput otherwise."""
-    if not isinstance(schema, str) or not schema or len(schema.encode()) > 63 or "\x00" in schema:
-        raise InvalidInput(f"schema name must be 1-63 bytes without NUL, got {schema!r}")
+    """Return ``schema`` if it is a usable identifier; raise InvalidInput otherwise.
+
+    Quotes, spaces and capitals are fine (names are always composed as identifiers); ``%``
+    is refused, because psycopg would read it as a parameter placeholder inside a query.
+    """
+    if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
+        raise InvalidInput(f"schema name must be 1-63 bytes, got {schema!r}")
+    if "\x00" in schema or "%" in schema:
+        raise InvalidInput(f"schema name must not contain NUL or '%', got {schema!r}")
     return schema
 
 

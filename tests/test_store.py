@@ -265,7 +265,7 @@ def test_hostile_names_and_ids_are_data(store: lip.Store, name: str) -> None:
 
 
 def test_schema_name_needing_quotes(pg_dsn: str) -> None:
-    schema = f'Odd "Schema" %s {uuid.uuid4().hex[:6]}'
+    schema = f'Odd "Schema" {uuid.uuid4().hex[:6]}'
     try:
         with lip.connect(pg_dsn, schema=schema) as s:
             coll = s.collection("c", dim=DIM)
@@ -283,8 +283,9 @@ def test_bad_names_rejected(store: lip.Store) -> None:
     for dim in [0, -1, 4001, 2.0, True]:
         with pytest.raises(lip.InvalidInput):
             store.collection("x", dim=dim)  # type: ignore[arg-type]
-    with pytest.raises(lip.InvalidInput):
-        lip.connect("postgresql://unused", schema="")
+    for schema in ["", "a%sb", "x" * 64, "a\x00"]:
+        with pytest.raises(lip.InvalidInput):
+            lip.connect("postgresql://unused", schema=schema)
 
 
 def test_missing_pgvector_names_the_fix(pg_dsn: str) -> None:

@@ -5,7 +5,9 @@
 >>> coll = store.collection("papers", dim=128)          # doctest: +SKIP
 """
 
+from .colbert import ColBERTEncoder
 from .collection import Collection
+from .encoders import TokenEncoder
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -24,6 +26,7 @@ from .types import CollectionInfo, Document, Hit, SearchStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "ColBERTEncoder",
     "Collection",
     "CollectionExists",
     "CollectionInfo",
@@ -39,6 +42,7 @@ __all__ = [
     "SearchStats",
     "ServerError",
     "Store",
+    "TokenEncoder",
     "connect",
     "maxsim",
 ]

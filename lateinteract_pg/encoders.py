@@ -26,13 +26,14 @@ DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def _import_backend() -> tuple[Any, Any]:
+def import_backend(who: str = "TokenEncoder") -> tuple[Any, Any]:
+    """torch and transformers, or EncoderUnavailable naming the extra to install."""
     try:
         import torch
         import transformers
     except ImportError as exc:
         raise EncoderUnavailable(
-            f"TokenEncoder needs torch and transformers ({exc.name} is missing): "
+            f"{who} needs torch and transformers ({exc.name} is missing): "
             "pip install 'lateinteract-pg[encoders]'"
         ) from exc
     return torch, transformers
@@ -91,7 +92,7 @@ class TokenEncoder:
 
         ``device`` defaults to CUDA when available, else CPU.
         """
-        torch, transformers = _import_backend()
+        torch, transformers = import_backend()
         path = _default_model_path() if name_or_path is None else name_or_path
         local = os.path.isdir(path)
         name = (
@@ -157,7 +158,7 @@ class TokenEncoder:
         return self._encode(texts, self._query_max_length, progress)
 
     def _encode(self, texts: Sequence[str], max_length: int, progress: bool) -> list[np.ndarray]:
-        torch, _ = _import_backend()
+        torch, _ = import_backend()
         if isinstance(texts, str):
             raise InvalidInput("expected a sequence of strings, got a single str")
         for i, text in enumerate(texts):

@@ -137,7 +137,7 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
                 (schema,),
             )
             # under the lock: CREATE SCHEMA IF NOT EXISTS races with itself otherwise
-            raw = connection.connection.driver_connection
+            raw: Any = connection.connection.driver_connection
             raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -52,6 +53,42 @@ def _check_knob(name: str, value: Any, low: int = 1, high: int = 100_000) -> int
     return int(value)
 
 
+def _text_id(text: str) -> str:
+    """The id of a document given as bare text: a hash of the text."""
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def normalise_documents(
+    documents: Sequence[str | dict[str, Any] | Document],
+) -> tuple[list[str], list[str], list[dict[str, Any] | None]]:
+    """(ids, texts, metadata) of documents given as str, dict or Document."""
+    if isinstance(documents, (str, dict, Document)) or not isinstance(documents, Sequence):
+        raise InvalidInput("documents must be a list of str, dict or Document")
+    ids: list[str] = []
+    texts: list[str] = []
+    metadata: list[dict[str, Any] | None] = []
+    for doc in documents:
+        if isinstance(doc, str):
+            doc = Document(_text_id(doc), doc)
+        elif isinstance(doc, dict):
+            if set(doc) - {"id", "text", "metadata"} or "text" not in doc:
+                raise InvalidInput(
+                    f"a document dict has 'text' and optional 'id', 'metadata'; got {sorted(doc)}"
+                )
+            text = doc["text"] if isinstance(doc["text"], str) else ""
+            doc = Document(doc.get("id") or _text_id(text), text, doc.get("metadata"))
+        elif not isinstance(doc, Document):
+            raise InvalidInput(
+                f"a document must be a str, dict or Document, got {type(doc).__name__}"
+            )
+        if not isinstance(doc.text, str) or not doc.text.strip():
+            raise InvalidInput(f"document {doc.id!r} has no text")
+        ids.append(doc.id)
+        texts.append(doc.text)
+        metadata.append(doc.metadata)
+    return ids, texts, metadata
+
+
 class Collection:
     """Documents of one collection; opened with :meth:`Store.collection`."""
 
@@ -98,6 +135,37 @@ class Collection:
                 f"not {settings}"
             )
         self.encoder = encoder
+
+    def _require_encoder(self) -> Any:
+        if self.encoder is None:
+            raise InvalidInput(
+                f"collection {self.name!r} has no encoder: open it with "
+                "store.collection(name, encoder=...) to add or search text"
+            )
+        return self.encoder
+
+    def add(
+        self, documents: Sequence[str | dict[str, Any] | Document], *, progress: bool = False
+    ) -> list[str]:
+        """Encode and add documents with the collection's encoder; returns their ids.
+
+        Each document is a str (its id is a hash of the text), a dict with ``text`` and
+        optional ``id`` and ``metadata``, or a :class:`Document`. Upsert by id, one
+        transaction, as :meth:`add_embeddings`.
+        """
+        encoder = self._require_encoder()
+        ids, texts, metadata = normalise_documents(documents)
+        vectors = encoder.encode_documents(texts, progress=progress)
+        self.add_embeddings(ids, vectors, texts=texts, metadata=metadata)
+        return ids
+
+    def search(self, text: str, k: int = 10, **options: Any) -> list[Hit]:
+        """Encode ``text`` as a query with the collection's encoder and search; options as
+        :meth:`search_embeddings`."""
+        encoder = self._require_encoder()
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
+        return self.search_embeddings(encoder.encode_queries([text])[0], k=k, **options)
 
     # --- writes ------------------------------------------------------------------------
 

@@ -24,12 +24,13 @@ class Hit:
 
 @dataclass(frozen=True)
 class Document:
-    """A stored document; ``embeddings`` (n_tokens x dim, float32) when asked for."""
+    """A document: to add (``Document(id, text, metadata)``) or as stored, with its token
+    count and, when asked for, ``embeddings`` (n_tokens x dim, float32)."""
 
     id: str
     text: str | None
-    metadata: dict[str, Any] | None
-    n_tokens: int
+    metadata: dict[str, Any] | None = None
+    n_tokens: int = 0
     embeddings: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 

@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from safetensors.torch import load_file, save_file  # noqa: E402  (after the skips)
 
+import lateinteract_pg as lip  # noqa: E402
 from lateinteract_pg.colbert import ColBERTEncoder  # noqa: E402
 from lateinteract_pg.errors import InvalidInput, LateInteractError  # noqa: E402
 
@@ -371,3 +372,20 @@ def test_empty_text_raises(stanford: ColBERTEncoder) -> None:
     with pytest.raises(InvalidInput):
         stanford.encode_queries("a single string")
     assert stanford.encode_documents([]) == []
+
+
+def test_collection_with_colbert_encoder(
+    store: lip.Store, stanford: ColBERTEncoder, pylate: ColBERTEncoder
+) -> None:
+    """A ColBERT encoder drives a collection; the collection refuses any other encoder."""
+    coll = store.collection("colbert-docs", encoder=stanford)
+    assert coll.dim == stanford.dim and coll.encoder_settings == stanford.settings()
+    coll.add(["PostgreSQL stores tables in pages.", "Bananas are yellow.", "Cats sleep a lot."])
+    hits = coll.search("Bananas are yellow.", k=3)
+    assert len(hits) == 3 and hits[0].text == "Bananas are yellow."
+    query = stanford.encode_queries(["Bananas are yellow."])[0]
+    stored = coll.get(hits[0].id, embeddings=True)
+    assert stored is not None and stored.embeddings is not None
+    assert abs(hits[0].score - lip.maxsim(query, stored.embeddings)) < 1e-3
+    with pytest.raises(lip.EncoderMismatch):
+        store.collection("colbert-docs", encoder=pylate)  # same weights, other format

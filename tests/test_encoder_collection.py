@@ -25,3 +25,30 @@ def test_collection_refuses_a_different_encoder(store: lip.Store) -> None:
         store.collection("notes", encoder=shorter)
     with pytest.raises(lip.InvalidInput, match="dim=8"):
         store.collection("other", dim=8, encoder=encoder)
+
+
+def test_add_and_search_text(store: lip.Store) -> None:
+    from lateinteract_pg.encoders import TokenEncoder
+
+    coll = store.collection("texts", encoder=TokenEncoder.from_pretrained())
+    ids = coll.add(
+        [
+            "PostgreSQL is an object-relational database system.",
+            {"id": "fruit", "text": "Bananas are a yellow fruit.", "metadata": {"kind": "food"}},
+            lip.Document("cat", "A cat sleeps on the sofa.", {"kind": "animal"}),
+        ]
+    )
+    assert ids[1:] == ["fruit", "cat"] and len(ids[0]) == 16 and len(coll) == 3
+    hits = coll.search("which database system?", k=1)
+    assert hits[0].id == ids[0] and hits[0].text.startswith("PostgreSQL")
+    assert coll.search("yellow banana", k=1)[0].metadata == {"kind": "food"}
+    assert coll.add(["PostgreSQL is an object-relational database system."]) == ids[:1]
+    assert len(coll) == 3  # the same text twice is the same document
+    for bad in ["just a string", [""], [{"txt": "x"}], [7], [{"text": None}]]:
+        with pytest.raises(lip.InvalidInput):
+            coll.add(bad)  # type: ignore[arg-type]
+    with pytest.raises(lip.InvalidInput):
+        coll.search("   ")
+    bare = store.collection("bare", dim=coll.dim)
+    with pytest.raises(lip.InvalidInput, match="no encoder"):
+        bare.search("anything")

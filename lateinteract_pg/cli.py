@@ -6,11 +6,13 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import migrate as migrations
 from .errors import LateInteractError
+from .store import connect
 
 __all__ = ["main"]
 
@@ -121,6 +123,82 @@ def bench(
     click.echo(f"results: {out / (report['name'] + '.json')}")
 
 
+def _load_encoder(model: str) -> Any:
+    if model == "minilm":
+        from .encoders import TokenEncoder
+
+        return TokenEncoder.from_pretrained()
+    from .colbert import ColBERTEncoder
+
+    return ColBERTEncoder.from_pretrained(model)
+
+
+MODEL_HELP = (
+    "ColBERT checkpoint (hub name or local folder, Stanford or PyLate format), or 'minilm' for "
+    "the packaged all-MiniLM-L6-v2 as a plain token encoder"
+)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--collection", required=True, help="collection to add to (created if missing)")
+@click.option("--model", required=True, help=MODEL_HELP)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="documents per transaction",
+)
+@click.option("--dsn", default=None, help=DSN_HELP)
+@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+def ingest(
+    file: Path, collection: str, model: str, batch_size: int, dsn: str | None, schema: str
+) -> None:
+    """Encode and add the documents of a JSON-lines FILE (BEIR corpus layout, or one
+    {"id", "text", "metadata"} object per line); existing ids are replaced."""
+    from .datasets import read_documents
+    from .types import Document
+
+    encoder = _load_encoder(model)
+    added = 0
+    with connect(dsn, schema=schema) as store:
+        coll = store.collection(collection, encoder=encoder)
+        batch: list[Document] = []
+        for doc_id, text, metadata in read_documents(file):
+            batch.append(Document(doc_id, text, metadata))
+            if len(batch) == batch_size:
+                added += len(coll.add(batch))
+                batch = []
+        if batch:
+            added += len(coll.add(batch))
+        click.echo(f"added {added} documents to {collection!r} ({len(coll)} in total)")
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--collection", required=True)
+@click.option("--model", required=True, help=MODEL_HELP)
+@click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per hit")
+@click.option("--dsn", default=None, help=DSN_HELP)
+@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+def search(
+    query: str, collection: str, model: str, k: int, as_json: bool, dsn: str | None, schema: str
+) -> None:
+    """Search a collection with a text QUERY; prints hits with their exact MaxSim scores."""
+    encoder = _load_encoder(model)
+    with connect(dsn, schema=schema) as store:
+        coll = store.collection(collection, encoder=encoder, create=False)
+        hits = coll.search(query, k=k)
+        for rank, hit in enumerate(hits, 1):
+            if as_json:
+                click.echo(json.dumps(hit.__dict__))
+            else:
+                snippet = " ".join((hit.text or "").split())[:100]
+                click.echo(f"{rank:>3}. {hit.score:8.3f}  {hit.id}  {snippet}")
+
+
 @cli.group()
 def server() -> None:
     """The embedded PostgreSQL server."""
@@ -147,8 +225,6 @@ def server_stop() -> None:
 @click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
 def collections(dsn: str | None, schema: str) -> None:
     """List collections as JSON lines."""
-    from .store import connect
-
     with connect(dsn, schema=schema) as store:
         for info in store.collections():
             click.echo(json.dumps(info.__dict__))

@@ -240,3 +240,31 @@ def stdlib_passages(max_words: int = 120) -> list[tuple[str, str]]:
                 seen_docs.add(first)
                 add(f"{modname}.{name}", f"{modname}.{name}: {first}")
     return out
+
+
+def read_documents(path: str | Path) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
+    """(id, text, metadata) of each line of a JSON-lines file.
+
+    Accepts the BEIR corpus layout (``_id``, ``title``, ``text``) and plain records
+    (``id``, ``text``, optional ``title`` and ``metadata``). A malformed line raises
+    InvalidInput naming the file and line; blank lines are skipped.
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise InvalidInput(f"{path}:{lineno}: expected a JSON object")
+            doc_id = row.get("_id", row.get("id"))
+            title, text = row.get("title") or "", row.get("text") or ""
+            if doc_id is None or not isinstance(title, str) or not isinstance(text, str):
+                raise InvalidInput(f"{path}:{lineno}: needs an id (_id or id) and a text string")
+            metadata = row.get("metadata")
+            if metadata is not None and not isinstance(metadata, dict):
+                raise InvalidInput(f"{path}:{lineno}: metadata must be an object")
+            yield str(doc_id), f"{title}\n{text}" if title else text, metadata

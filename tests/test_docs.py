@@ -36,7 +36,17 @@ def test_readme_quickstart_commands_exist() -> None:
     assert "scripts/test" in ci
 
 
-COMMANDS = [[], ["demo"], ["bench"], ["migrate"], ["dsn"], ["collections"], ["server"]]
+COMMANDS = [
+    [],
+    ["demo"],
+    ["bench"],
+    ["migrate"],
+    ["dsn"],
+    ["collections"],
+    ["server"],
+    ["ingest"],
+    ["search"],
+]
 
 
 @pytest.mark.parametrize("args", COMMANDS)

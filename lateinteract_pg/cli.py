@@ -158,10 +158,22 @@ MODEL_HELP = (
     show_default=True,
     help="documents per transaction",
 )
+@click.option(
+    "--passage-words",
+    type=click.IntRange(8),
+    default=None,
+    help="split documents into passages of at most N words (ids '<id>#<n>')",
+)
 @click.option("--dsn", default=None, help=DSN_HELP)
 @click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
 def ingest(
-    file: Path, collection: str, model: str, batch_size: int, dsn: str | None, schema: str
+    file: Path,
+    collection: str,
+    model: str,
+    batch_size: int,
+    passage_words: int | None,
+    dsn: str | None,
+    schema: str,
 ) -> None:
     """Encode and add the documents of a JSON-lines FILE (BEIR corpus layout, or one
     {"id", "text", "metadata"} object per line); existing ids are replaced."""
@@ -176,11 +188,12 @@ def ingest(
         for doc_id, text, metadata in read_documents(file):
             batch.append(Document(doc_id, text, metadata))
             if len(batch) == batch_size:
-                added += len(coll.add(batch))
+                added += len(coll.add(batch, passage_words=passage_words))
                 batch = []
         if batch:
-            added += len(coll.add(batch))
-        click.echo(f"added {added} documents to {collection!r} ({len(coll)} in total)")
+            added += len(coll.add(batch, passage_words=passage_words))
+        unit = "passages" if passage_words else "documents"
+        click.echo(f"added {added} {unit} to {collection!r} ({len(coll)} in total)")
 
 
 @cli.command()
@@ -189,16 +202,24 @@ def ingest(
 @click.option("--model", required=True, help=MODEL_HELP)
 @click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per hit")
+@click.option("--by-document", is_flag=True, help="one hit per document for passage ids")
 @click.option("--dsn", default=None, help=DSN_HELP)
 @click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
 def search(
-    query: str, collection: str, model: str, k: int, as_json: bool, dsn: str | None, schema: str
+    query: str,
+    collection: str,
+    model: str,
+    k: int,
+    as_json: bool,
+    by_document: bool,
+    dsn: str | None,
+    schema: str,
 ) -> None:
     """Search a collection with a text QUERY; prints hits with their exact MaxSim scores."""
     encoder = _load_encoder(model)
     with connect(dsn, schema=schema) as store:
         coll = store.collection(collection, encoder=encoder, create=False)
-        hits = coll.search(query, k=k)
+        hits = coll.search(query, k=k, by_document=by_document)
         for rank, hit in enumerate(hits, 1):
             if as_json:
                 click.echo(json.dumps(hit.__dict__))

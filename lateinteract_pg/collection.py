@@ -89,6 +89,25 @@ def normalise_documents(
     return ids, texts, metadata
 
 
+def split_into_passages(
+    ids: list[str], texts: list[str], metadata: list[dict[str, Any] | None], passage_words: int
+) -> tuple[list[str], list[str], list[dict[str, Any] | None]]:
+    """Passages of at most ``passage_words`` words, as (ids, texts, metadata) to store."""
+    from .datasets import split_passages
+
+    if passage_words < 8:
+        raise InvalidInput(f"passage_words must be >= 8, got {passage_words}")
+    out_ids: list[str] = []
+    out_texts: list[str] = []
+    out_meta: list[dict[str, Any] | None] = []
+    for doc_id, text, meta in zip(ids, texts, metadata):
+        for n, passage in enumerate(split_passages(text, passage_words)):
+            out_ids.append(f"{doc_id}#{n}")
+            out_texts.append(passage)
+            out_meta.append({**(meta or {}), "document_id": doc_id, "passage": n})
+    return out_ids, out_texts, out_meta
+
+
 class Collection:
     """Documents of one collection; opened with :meth:`Store.collection`."""
 
@@ -145,27 +164,65 @@ class Collection:
         return self.encoder
 
     def add(
-        self, documents: Sequence[str | dict[str, Any] | Document], *, progress: bool = False
+        self,
+        documents: Sequence[str | dict[str, Any] | Document],
+        *,
+        passage_words: int | None = None,
+        progress: bool = False,
     ) -> list[str]:
-        """Encode and add documents with the collection's encoder; returns their ids.
+        """Encode and add documents with the collection's encoder; returns the stored ids.
 
         Each document is a str (its id is a hash of the text), a dict with ``text`` and
         optional ``id`` and ``metadata``, or a :class:`Document`. Upsert by id, one
         transaction, as :meth:`add_embeddings`.
+
+        With ``passage_words``, each document is split into passages of at most that many
+        words (on paragraph boundaries) stored as ``"<id>#<n>"`` with ``document_id`` and
+        ``passage`` in their metadata; re-adding a document replaces all its old passages,
+        and ``search(..., by_document=True)`` maps hits back to documents.
         """
         encoder = self._require_encoder()
         ids, texts, metadata = normalise_documents(documents)
+        documents_replaced: list[str] = []
+        if passage_words is not None:
+            if isinstance(passage_words, bool) or not isinstance(passage_words, int):
+                raise InvalidInput(f"passage_words must be an int, got {passage_words!r}")
+            if len(set(ids)) != len(ids):
+                raise InvalidInput("duplicate document id in one call")
+            documents_replaced = ids
+            ids, texts, metadata = split_into_passages(ids, texts, metadata, passage_words)
         vectors = encoder.encode_documents(texts, progress=progress)
-        self.add_embeddings(ids, vectors, texts=texts, metadata=metadata)
+        batch = validate_batch(ids, vectors, self.dim, texts, metadata)
+        self._write(batch, None, None, documents_replaced)
         return ids
 
-    def search(self, text: str, k: int = 10, **options: Any) -> list[Hit]:
+    def search(
+        self, text: str, k: int = 10, *, by_document: bool = False, **options: Any
+    ) -> list[Hit]:
         """Encode ``text`` as a query with the collection's encoder and search; options as
-        :meth:`search_embeddings`."""
+        :meth:`search_embeddings`.
+
+        ``by_document``: passages (see :meth:`add`) count for their document: each document
+        appears once, as its best passage (score = the best passage's exact MaxSim), under
+        the document's id.
+        """
         encoder = self._require_encoder()
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
-        return self.search_embeddings(encoder.encode_queries([text])[0], k=k, **options)
+        query = encoder.encode_queries([text])[0]
+        if not by_document:
+            return self.search_embeddings(query, k=k, **options)
+        wanted = _check_k(k)
+        fetch = wanted
+        while True:
+            hits = self.search_embeddings(query, k=fetch, **options)
+            best: dict[str, Hit] = {}
+            for hit in hits:
+                document = str((hit.metadata or {}).get("document_id", hit.id))
+                best.setdefault(document, Hit(document, hit.score, hit.text, hit.metadata))
+            if len(best) >= wanted or len(hits) < fetch or fetch >= MAX_K:
+                return list(best.values())[:wanted]
+            fetch = min(MAX_K, fetch * 4)
 
     # --- writes ------------------------------------------------------------------------
 
@@ -195,8 +252,19 @@ class Collection:
         Returns the number of token rows written.
         """
         batch = validate_batch(ids, embeddings, self.dim, texts, metadata)
+        return self._write(batch, progress, rebuild_index, [])
+
+    def _write(
+        self,
+        batch: Batch,
+        progress: bool | None,
+        rebuild_index: bool | None,
+        documents_replaced: list[str],
+    ) -> int:
+        """Write a validated batch in one transaction; also removes the passages of
+        ``documents_replaced``."""
         with self.store.lock, self.conn.transaction():
-            replaced, remaining = self._lock_and_remove(batch.ids)
+            replaced, remaining = self._lock_and_remove(batch.ids, documents_replaced)
             new_tokens = len(batch.tokens)
             has_index = self._has_index()
             # building HNSW over all rows at once beats inserting many rows into the graph
@@ -239,8 +307,9 @@ class Collection:
         ).fetchone()
         return bool(row and row[0])
 
-    def _lock_and_remove(self, ids: list[str]) -> tuple[int, int]:
-        """Lock the collection row, delete documents with these ids.
+    def _lock_and_remove(self, ids: list[str], parents: Sequence[str] = ()) -> tuple[int, int]:
+        """Lock the collection row, delete documents with these ids or passages of these
+        parent documents.
 
         Returns (documents removed, token rows left in the collection)."""
         row = self.conn.execute(
@@ -251,16 +320,20 @@ class Collection:
         ).fetchone()
         if row is None:
             raise CollectionNotFound(f"collection {self.name!r} no longer exists")
-        removed_docs, removed_tokens = self._delete_ids(ids)
+        removed_docs, removed_tokens = self._delete_ids(ids, parents)
         return removed_docs, int(row[0]) - removed_tokens
 
-    def _delete_ids(self, ids: list[str]) -> tuple[int, int]:
+    def _delete_ids(self, ids: list[str], parents: Sequence[str] = ()) -> tuple[int, int]:
+        which = sql.SQL("external_id = ANY(%s)")
+        params: tuple[Any, ...] = (self.id, ids)
+        if parents:  # the passages of re-added documents too
+            which = sql.SQL("(external_id = ANY(%s) OR metadata ->> 'document_id' = ANY(%s))")
+            params += (list(parents),)
         old = self.conn.execute(
-            sql.SQL(
-                "DELETE FROM {} WHERE collection_id = %s AND external_id = ANY(%s) "
-                "RETURNING id, n_tokens"
-            ).format(self._documents),
-            (self.id, ids),
+            sql.SQL("DELETE FROM {} WHERE collection_id = %s AND {} RETURNING id, n_tokens").format(
+                self._documents, which
+            ),
+            params,
         ).fetchall()
         if not old:
             return 0, 0

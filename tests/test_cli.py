@@ -43,6 +43,17 @@ def test_ingest_beir_corpus_then_search(
     # ingesting again replaces, it does not duplicate
     again = runner.invoke(cli, ["ingest", str(data_dir / "adi" / "corpus.jsonl"), *common])
     assert "(82 in total)" in again.output
+    passages = [*common[:1], "adi-passages", *common[2:]]
+    split = runner.invoke(
+        cli, ["ingest", str(data_dir / "adi" / "corpus.jsonl"), "--passage-words", "20", *passages]
+    )
+    assert split.exit_code == 0, split.output
+    assert "passages to 'adi-passages'" in split.output
+    grouped = runner.invoke(
+        cli, ["search", "indexing", "-k", "5", "--json", "--by-document", *passages]
+    )
+    ids = [json.loads(line)["id"] for line in grouped.stdout.splitlines()]
+    assert len(ids) == 5 == len(set(ids)) and all("#" not in i for i in ids)
 
 
 def test_ingest_reports_the_bad_line(

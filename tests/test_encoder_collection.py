@@ -52,3 +52,36 @@ def test_add_and_search_text(store: lip.Store) -> None:
     bare = store.collection("bare", dim=coll.dim)
     with pytest.raises(lip.InvalidInput, match="no encoder"):
         bare.search("anything")
+
+
+def test_passages_map_back_to_their_document(store: lip.Store) -> None:
+    from lateinteract_pg.encoders import TokenEncoder
+
+    coll = store.collection("long", encoder=TokenEncoder.from_pretrained())
+    long_text = "\n\n".join(
+        [
+            "PostgreSQL is a relational database. It stores rows in pages of eight kilobytes "
+            "and keeps a write-ahead log for crash recovery.",
+            "Bananas are a yellow fruit that grows in tropical climates and is rich in "
+            "potassium and sugar.",
+            "The cat sleeps on the warm sofa all afternoon while the rain falls outside.",
+        ]
+    )
+    ids = coll.add(
+        [lip.Document("guide", long_text, {"lang": "en"}), "A short note about tea."],
+        passage_words=24,
+    )
+    assert ids[:3] == ["guide#0", "guide#1", "guide#2"] and len(coll) == 4
+    passage = coll.get("guide#1")
+    assert passage is not None and passage.text is not None and passage.text.startswith("Bananas")
+    assert passage.metadata == {"lang": "en", "document_id": "guide", "passage": 1}
+    hits = coll.search("yellow tropical fruit", k=2, by_document=True)
+    assert hits[0].id == "guide" and len({h.id for h in hits}) == len(hits) == 2
+    assert hits[0].metadata is not None and hits[0].metadata["passage"] == 1
+    plain = coll.search("yellow tropical fruit", k=1)
+    assert plain[0].id == "guide#1" and abs(plain[0].score - hits[0].score) < 1e-6
+    # re-adding the document replaces all its old passages, even when there are fewer now
+    coll.add([lip.Document("guide", "Only one short passage now.")], passage_words=24)
+    assert len(coll) == 2 and coll.get("guide#1") is None and coll.get("guide#0") is not None
+    with pytest.raises(lip.InvalidInput):
+        coll.add(["x"], passage_words=3)

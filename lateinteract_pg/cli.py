@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -18,6 +19,15 @@ __all__ = ["main"]
 
 DSN_HELP = "PostgreSQL DSN; default $LATEINTERACT_PG_DSN, else the embedded server"
 SCHEMA_HELP = "schema holding lateinteract_pg's tables"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def database_options(command: F) -> F:
+    """The --dsn and --schema options every database command takes."""
+    command = click.option(
+        "--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP
+    )(command)
+    return click.option("--dsn", default=None, help=DSN_HELP)(command)
 
 
 def _resolve_dsn(dsn: str | None) -> str:
@@ -35,8 +45,7 @@ def cli(verbose: int) -> None:
 
 
 @cli.command()
-@click.option("--dsn", default=None, help=DSN_HELP)
-@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+@database_options
 def migrate(dsn: str | None, schema: str) -> None:
     """Create or upgrade the schema (idempotent)."""
     revision = migrations.upgrade(_resolve_dsn(dsn), schema)
@@ -51,8 +60,7 @@ def dsn(dsn: str | None) -> None:
 
 
 @cli.command()
-@click.option("--dsn", default=None, help=DSN_HELP)
-@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+@database_options
 @click.option("--collection", default="python-docs", show_default=True)
 @click.option("--reset", is_flag=True, help="drop and rebuild the demo collection")
 @click.option("--limit", type=int, default=None, help="index only the first N passages")
@@ -164,8 +172,7 @@ MODEL_HELP = (
     default=None,
     help="split documents into passages of at most N words (ids '<id>#<n>')",
 )
-@click.option("--dsn", default=None, help=DSN_HELP)
-@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+@database_options
 def ingest(
     file: Path,
     collection: str,
@@ -203,8 +210,7 @@ def ingest(
 @click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per hit")
 @click.option("--by-document", is_flag=True, help="one hit per document for passage ids")
-@click.option("--dsn", default=None, help=DSN_HELP)
-@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+@database_options
 def search(
     query: str,
     collection: str,
@@ -250,8 +256,7 @@ def server_stop() -> None:
 
 
 @cli.command("collections")
-@click.option("--dsn", default=None, help=DSN_HELP)
-@click.option("--schema", default=migrations.DEFAULT_SCHEMA, show_default=True, help=SCHEMA_HELP)
+@database_options
 def collections(dsn: str | None, schema: str) -> None:
     """List collections as JSON lines."""
     with connect(dsn, schema=schema) as store:

@@ -154,8 +154,15 @@ class Store:
     def set_session(
         self, name: str, value: str, conn: psycopg.Connection[Any] | None = None
     ) -> None:
-        """Set a server setting for a session, skipping the round trip when unchanged."""
+        """Set a server setting for a session, skipping the round trip when unchanged.
+
+        Inside a transaction the setting is made local to it and not remembered: a rollback
+        would undo a session-level change behind the cache's back.
+        """
         conn = conn or self.conn
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            return
         settings = self._settings.setdefault(id(conn), {})
         if settings.get(name) != value:
             conn.execute("SELECT set_config(%s, %s, false)", (name, value))

@@ -391,3 +391,16 @@ def test_concurrent_connects_migrate_once(pg_dsn: str, schema_name: str) -> None
             conn.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema_name))
             )
+
+
+def test_search_settings_survive_a_rolled_back_transaction(
+    filled: tuple[lip.Collection, list[np.ndarray]],
+) -> None:
+    """ef_search set inside a transaction that rolls back must be set again afterwards."""
+    coll, _ = filled
+    query = unit_docs(1, seed=5)[0]
+    with coll.store.conn.transaction(force_rollback=True):
+        coll.search_embeddings(query, k=3, plan="index", candidates_per_token=60, ef_search=77)
+    coll.search_embeddings(query, k=3, plan="index", candidates_per_token=60, ef_search=77)
+    row = coll.store.conn.execute("SHOW hnsw.ef_search").fetchone()
+    assert row == ("77",)

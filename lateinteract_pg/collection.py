@@ -589,12 +589,16 @@ class Collection:
             )  # fmt: skip
             cand_ids = candidates.merge_partial_scores(parts, depth)
         middle = time.perf_counter()
+        fetchers = readers[: max(1, min(n, len(cand_ids)))]
         scored = self.store.run_parallel(
             [
-                partial(rescore.score_candidates, conn, self._fetch, q, cand_ids[j::n], self.dim)
-                for j, conn in enumerate(readers[: max(1, min(n, len(cand_ids)))])
+                partial(
+                    rescore.score_candidates, conn, self._fetch, q,
+                    cand_ids[j :: len(fetchers)], self.dim,
+                )
+                for j, conn in enumerate(fetchers)
             ]
-        )
+        )  # fmt: skip
         ranked = self._rank([ids for ids, _, _ in scored], [sc for _, sc, _ in scored], k)
         read = sum(r for _, _, r in scored)
         done = time.perf_counter()

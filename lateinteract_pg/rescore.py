@@ -80,7 +80,7 @@ def score_candidates(
 
 
 def scan_all(
-    conn: Any, statement: sql.Composed, collection_id: int, dim: int, docs_per_batch: int = 1024
+    conn: Any, statement: sql.Composed, collection_id: int, dim: int, docs_per_batch: int = 256
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every document of a collection, in batches of (ids, tokens, offsets)."""
     after = 0

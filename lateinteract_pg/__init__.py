@@ -12,16 +12,18 @@ from .errors import (
     CollectionExists,
     CollectionNotFound,
     DimensionMismatch,
+    DocumentReferenced,
     EncoderMismatch,
     EncoderUnavailable,
     ExtensionMissing,
     InvalidInput,
     LateInteractError,
+    PermissionDenied,
     ServerError,
 )
 from .maxsim import maxsim
 from .store import Store, connect
-from .types import CollectionInfo, Document, Hit, SearchStats
+from .types import CollectionInfo, Document, Hit, SearchStats, TokenMatch
 
 __version__ = "0.1.0"
 
@@ -33,16 +35,19 @@ __all__ = [
     "CollectionNotFound",
     "DimensionMismatch",
     "Document",
+    "DocumentReferenced",
     "EncoderMismatch",
     "EncoderUnavailable",
     "ExtensionMissing",
     "Hit",
     "InvalidInput",
     "LateInteractError",
+    "PermissionDenied",
     "SearchStats",
     "ServerError",
     "Store",
     "TokenEncoder",
+    "TokenMatch",
     "connect",
     "maxsim",
 ]

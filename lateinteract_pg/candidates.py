@@ -23,6 +23,7 @@ WITH hits AS (
     CROSS JOIN LATERAL (
         SELECT doc_id, (embedding::halfvec({dim}) <#> q.v) AS dist
         FROM {tokens}
+        WHERE collection_id = {collection_id}
         ORDER BY embedding::halfvec({dim}) <#> q.v
         LIMIT {per_token}
     ) AS t
@@ -39,11 +40,20 @@ LIMIT {depth}
 """
 
 
-def candidate_sql(tokens: sql.Composable, dim: int, imputation: Imputation) -> sql.Composed:
-    """The stage-1 statement for one token partition; parameters: probes, weights, k', N."""
+def candidate_sql(
+    tokens: sql.Composable, collection_id: int, dim: int, imputation: Imputation
+) -> sql.Composed:
+    """The stage-1 statement for one collection; parameters: probes, weights, k', N.
+
+    It reads the partitioned parent table with the collection id as a literal: the planner
+    prunes to that collection's partition and uses its HNSW index, and a role needs SELECT
+    on the parent only (not on each partition). ``sql/functions.sql`` runs the same
+    statement for ``search()`` in SQL.
+    """
     impute = sql.SQL("floor.kth") if imputation == "kth" else sql.SQL("0")
     return sql.SQL(_STAGE1).format(
         tokens=tokens,
+        collection_id=sql.Literal(collection_id),
         dim=sql.Literal(dim),
         probes=sql.Placeholder("probes"),
         weights=sql.Placeholder("weights"),

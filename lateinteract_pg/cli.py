@@ -234,6 +234,91 @@ def search(
                 click.echo(f"{rank:>3}. {hit.score:8.3f}  {hit.id}  {snippet}")
 
 
+@cli.command("encode-query")
+@click.argument("query")
+@click.option("--model", required=True, help=MODEL_HELP)
+@click.option(
+    "--collection",
+    default=None,
+    help="check that the collection was built with this model (needs the database)",
+)
+@database_options
+def encode_query(
+    query: str, model: str, collection: str | None, dsn: str | None, schema: str
+) -> None:
+    """Print QUERY's token vectors as a PostgreSQL array literal for ``::halfvec[]``.
+
+    In psql: \\set q `lateinteract-pg encode-query "..." --model M`, then
+    SELECT * FROM lateinteract.search('papers', :'q'::halfvec[], 10);
+    """
+    encoder = _load_encoder(model)
+    if collection is not None:
+        with connect(dsn, schema=schema) as store:
+            store.collection(collection, encoder=encoder, create=False)
+    vectors = encoder.encode_queries([query])[0]
+    click.echo(array_literal(vectors))
+
+
+def array_literal(vectors: Any) -> str:
+    """A PostgreSQL array literal of vector texts, castable to halfvec[] or vector[].
+
+    >>> array_literal([[1.0, 0.5], [0.25, -1.0]])
+    '{"[1,0.5]","[0.25,-1]"}'
+    """
+    rows = ("[" + ",".join(f"{float(x):.6g}" for x in row) + "]" for row in vectors)
+    return "{" + ",".join(f'"{r}"' for r in rows) + "}"
+
+
+@cli.command("grant-read-only")
+@click.argument("role")
+@database_options
+def grant_read_only(role: str, dsn: str | None, schema: str) -> None:
+    """Let an existing ROLE search (Python or SQL) but write nothing (idempotent)."""
+    migrations.grant_read_only(_resolve_dsn(dsn), role, schema)
+    click.echo(f"{role} may now search schema {schema!r} read-only")
+
+
+@cli.command()
+@database_options
+@click.option("--json", "as_json", is_flag=True, help="the whole report as JSON")
+def doctor(dsn: str | None, schema: str, as_json: bool) -> None:
+    """Report server and pgvector versions, schema version, index health and settings;
+    exits 1 when something is broken."""
+    from .doctor import diagnose
+
+    report = diagnose(_resolve_dsn(dsn), schema)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        srv, sch = report["server"], report["schema"]
+        click.echo(
+            f"server      PostgreSQL {srv['version']}, pgvector {srv['pgvector']} "
+            f"(schema {srv['pgvector_schema']}), database {srv['database']} as {srv['user']}"
+        )
+        click.echo(
+            f"schema      {sch['name']} at revision {sch['revision']} (wants {sch['expected']})"
+        )
+        for name, value in report["settings"].items():
+            click.echo(f"setting     {name} = {value}")
+        for c in report["collections"]:
+            index = c["index"]
+            state = "no index"
+            if index is not None:
+                validity = "valid" if index["valid"] else "INVALID"
+                state = f"HNSW {index['bytes'] / 2**20:.1f} MB, {validity}"
+            click.echo(
+                f"collection  {c['name']}: dim {c['dim']}, {c['documents']} documents, "
+                f"{c['tokens']} tokens, {state}"
+            )
+        for line in report["warnings"]:
+            click.echo(f"warning     {line}")
+        for line in report["problems"]:
+            click.echo(f"PROBLEM     {line}")
+        click.echo("ok" if not report["problems"] else f"{len(report['problems'])} problem(s)")
+    if report["problems"]:
+        sys.exit(1)
+
+
 @cli.group()
 def server() -> None:
     """The embedded PostgreSQL server."""

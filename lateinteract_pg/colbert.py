@@ -654,25 +654,46 @@ class ColBERTEncoder:
         out = [t.strip() if cfg.strip else t for t in texts]
         return [t.lower() for t in out] if cfg.lowercase else out
 
+    def _marked(
+        self, texts: list[str], query: bool
+    ) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+        """Token ids with the marker placed as the checkpoint's format does, and each
+        token's character span in its text ((0, 0) for [CLS], markers, [SEP])."""
+        maxlen = self._config.query_maxlen if query else self._config.doc_maxlen
+        marker = self._query_marker if query else self._doc_marker
+        tok = self._tokenizer
+        if marker is None:
+            enc = tok(texts, truncation=True, max_length=maxlen, return_offsets_mapping=True)
+            return enc["input_ids"], enc["offset_mapping"]
+        none = (0, 0)
+        if self._config.format == "stanford":
+            # ColBERT tokenises ". " + text and overwrites the "." with the marker
+            enc = tok(
+                [". " + t for t in texts],
+                truncation=True,
+                max_length=maxlen,
+                return_offsets_mapping=True,
+            )
+            ids = [[r[0], marker[1], *r[2:]] for r in enc["input_ids"]]
+            spans = [
+                [none, none, *((a - 2, b - 2) if b > a else none for a, b in o[2:])]
+                for o in enc["offset_mapping"]
+            ]
+            return ids, spans
+        # PyLate tokenises to maxlen - 1 and inserts the marker after [CLS]
+        enc = tok(texts, truncation=True, max_length=maxlen - 1, return_offsets_mapping=True)
+        ids = [[r[0], marker[1], *r[1:]] for r in enc["input_ids"]]
+        spans = [[none, none, *o[1:]] for o in enc["offset_mapping"]]
+        return ids, spans
+
     def _rows(self, texts: Sequence[str], query: bool) -> list[tuple[list[int], list[int]]]:
         """Unpadded ids and attention mask per text (queries padded with [MASK])."""
         texts = self._check(texts)
         if not texts:
             return []
         maxlen = self._config.query_maxlen if query else self._config.doc_maxlen
-        marker = self._query_marker if query else self._doc_marker
-        tok = self._tokenizer
-        if marker is None:
-            rows = tok(texts, truncation=True, max_length=maxlen)["input_ids"]
-        elif self._config.format == "stanford":
-            # ColBERT tokenises ". " + text and overwrites the "." with the marker
-            enc = tok([". " + t for t in texts], truncation=True, max_length=maxlen)["input_ids"]
-            rows = [[r[0], marker[1], *r[2:]] for r in enc]
-        else:  # PyLate tokenises to maxlen - 1 and inserts the marker after [CLS]
-            enc = tok(texts, truncation=True, max_length=maxlen - 1)["input_ids"]
-            rows = [[r[0], marker[1], *r[1:]] for r in enc]
         out = []
-        for ids in rows:
+        for ids in self._marked(texts, query)[0]:
             ids = [int(i) for i in ids]
             mask = [1] * len(ids)
             if query and self._config.query_expansion:
@@ -680,6 +701,34 @@ class ColBERTEncoder:
                 ids += [self._expansion_id] * fill
                 mask += [int(self._config.attend_to_mask_tokens)] * fill
             out.append((ids, mask))
+        return out
+
+    def document_spans(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Where in each text the vectors of :meth:`encode_documents` come from.
+
+        Returns
+        -------
+        list of int32 arrays of shape (n_kept_tokens, 2): (start, end) character offsets
+        into the text as given, end exclusive; (-1, -1) for ``[CLS]``, the marker and
+        ``[SEP]``. ``None`` for a text whose lowercasing changes its length (the offsets
+        would not map back).
+        """
+        processed = self._check(texts)
+        if not processed:
+            return []
+        ids, spans = self._marked(processed, query=False)
+        out: list[np.ndarray | None] = []
+        for original, text, row_ids, row_spans in zip(texts, processed, ids, spans):
+            shift = len(original) - len(original.lstrip()) if self._config.strip else 0
+            if len(text) != len(original.strip() if self._config.strip else original):
+                out.append(None)  # lowercasing changed the length
+                continue
+            keep = [i not in self._skiplist for i in row_ids]
+            array = np.array(row_spans, dtype=np.int32).reshape(-1, 2)[keep]
+            empty = array[:, 1] <= array[:, 0]
+            array += shift
+            array[empty] = -1
+            out.append(array)
         return out
 
     def _pad(self, rows: Sequence[tuple[list[int], list[int]]]) -> tuple[np.ndarray, np.ndarray]:

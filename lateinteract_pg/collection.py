@@ -10,6 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pgvector import HalfVector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from tqdm.auto import tqdm
@@ -18,7 +19,8 @@ from . import candidates, planner, rescore
 from .errors import CollectionNotFound, EncoderMismatch, InvalidInput
 from .ingest import Batch, check_id, pack_token_rows, validate_batch, validate_query
 from .maxsim import top_k
-from .types import Document, Hit, IngestStats, PlanKind, SearchStats
+from .store import write_errors
+from .types import Document, Hit, IngestStats, PlanKind, SearchStats, TokenMatch
 
 if TYPE_CHECKING:
     from .store import Store
@@ -192,7 +194,8 @@ class Collection:
             documents_replaced = ids
             ids, texts, metadata = split_into_passages(ids, texts, metadata, passage_words)
         vectors = encoder.encode_documents(texts, progress=progress)
-        batch = validate_batch(ids, vectors, self.dim, texts, metadata)
+        spans = encoder.document_spans(texts) if hasattr(encoder, "document_spans") else None
+        batch = validate_batch(ids, vectors, self.dim, texts, metadata, spans)
         self._write(batch, None, None, documents_replaced)
         return ids
 
@@ -233,6 +236,7 @@ class Collection:
         texts: Sequence[str | None] | None = None,
         metadata: Sequence[dict[str, Any] | None] | None = None,
         *,
+        spans: Sequence[Any] | None = None,
         progress: bool | None = None,
         rebuild_index: bool | None = None,
     ) -> int:
@@ -243,6 +247,9 @@ class Collection:
         ids : external ids (unique within the call); an existing id is replaced.
         embeddings : one (n_tokens, dim) float array per id.
         texts, metadata : optional, one per id (``None`` entries allowed).
+        spans : optional, one per id: an (n_tokens, 2) int array of each token's (start,
+            end) character offsets in its text, (-1, -1) for tokens without one; SQL
+            ``explain()`` uses them to return the matching piece of text.
         progress : show a progress bar; default: for batches over 200k tokens.
         rebuild_index : drop the HNSW index before the COPY and build it again after (True),
             or insert into it (False). Default: rebuild when the batch adds at least 20% of
@@ -251,7 +258,7 @@ class Collection:
 
         Returns the number of token rows written.
         """
-        batch = validate_batch(ids, embeddings, self.dim, texts, metadata)
+        batch = validate_batch(ids, embeddings, self.dim, texts, metadata, spans)
         return self._write(batch, progress, rebuild_index, [])
 
     def _write(
@@ -263,7 +270,11 @@ class Collection:
     ) -> int:
         """Write a validated batch in one transaction; also removes the passages of
         ``documents_replaced``."""
-        with self.store.lock, self.conn.transaction():
+        with (
+            self.store.lock,
+            write_errors(f"adding to {self.name!r}"),
+            self.conn.transaction(),
+        ):
             replaced, remaining = self._lock_and_remove(batch.ids, documents_replaced)
             new_tokens = len(batch.tokens)
             has_index = self._has_index()
@@ -362,14 +373,14 @@ class Collection:
         doc_ids = np.array([r[0] for r in rows], dtype=np.int64)
         lengths = batch.lengths
         copy_sql = sql.SQL(
-            "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, matrix) "
+            "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, matrix, offsets) "
             "FROM STDIN WITH (FORMAT BINARY)"
         ).format(self._documents)
         with self.conn.cursor().copy(copy_sql) as copy:
-            copy.set_types(["int8", "int4", "text", "text", "jsonb", "int4", "bytea"])
+            copy.set_types(["int8", "int4", "text", "text", "jsonb", "int4", "bytea", "int4[]"])
             little_endian = batch.tokens.astype("<f2", copy=False)
             for j in range(n):
-                meta = batch.metadata[j]
+                meta, spans = batch.metadata[j], batch.spans[j]
                 copy.write_row(
                     (
                         int(doc_ids[j]),
@@ -379,6 +390,7 @@ class Collection:
                         None if meta is None else Jsonb(meta),
                         int(lengths[j]),
                         little_endian[batch.offsets[j] : batch.offsets[j + 1]].tobytes(),
+                        None if spans is None else spans.tolist(),
                     )
                 )
         return doc_ids
@@ -421,7 +433,7 @@ class Collection:
     def delete(self, ids: Sequence[str] | str) -> int:
         """Delete documents (and their tokens) by id; returns how many existed."""
         id_list = [check_id(ids)] if isinstance(ids, str) else [check_id(i) for i in ids]
-        with self.store.lock, self.conn.transaction():
+        with self.store.lock, write_errors(f"deleting from {self.name!r}"), self.conn.transaction():
             removed, _ = self._lock_and_remove(id_list)
         return removed
 
@@ -542,6 +554,37 @@ class Collection:
         self.last_search = SearchStats(**stats)
         return hits
 
+    def explain(self, text: str, id: str) -> list[TokenMatch]:
+        """:meth:`explain_embeddings` of ``text`` encoded as a query."""
+        encoder = self._require_encoder()
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
+        return self.explain_embeddings(encoder.encode_queries([text])[0], id)
+
+    def explain_embeddings(self, query: Any, id: str) -> list[TokenMatch]:
+        """Why document ``id`` scores what it does: per query token, the best-matching
+        document token, its similarity and (when stored with spans) its piece of text.
+
+        The similarities sum to the document's MaxSim. Runs the SQL function ``explain``;
+        an unknown id gives an empty list.
+        """
+        q = validate_query(query, self.dim)
+        rows = self.conn.execute(
+            sql.SQL("SELECT * FROM {}(%s, %s, %s)").format(self.store.table("explain")),
+            ([HalfVector(v) for v in q], self.name, check_id(id)),
+        ).fetchall()
+        return [
+            TokenMatch(
+                query_token=int(i) - 1,
+                position=int(pos),
+                similarity=float(sim),
+                start=None if start is None or start < 0 else int(start),
+                end=None if end is None or end < 0 else int(end),
+                piece=piece,
+            )
+            for i, pos, sim, start, end, piece in rows
+        ]
+
     def _search_exhaustive(self, q: np.ndarray, k: int) -> tuple[list[tuple[int, float]], dict]:
         started = time.perf_counter()
         all_ids: list[np.ndarray] = []
@@ -567,7 +610,9 @@ class Collection:
         started = time.perf_counter()
         statement = self._stage1.get(imputation)
         if statement is None:
-            statement = candidates.candidate_sql(self._tokens, self.dim, imputation)
+            statement = candidates.candidate_sql(
+                self.store.table("tokens"), self.id, self.dim, imputation
+            )
             self._stage1[imputation] = statement
         # The probes, then the candidates, are split between the store's reader connections
         # (one per core); a single connection runs stage 1 as one statement.

@@ -152,18 +152,38 @@ class TokenEncoder:
         """
         return self._encode(texts, self.max_length, progress)
 
+    def document_spans(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """(start, end) character offsets in each text of the vectors of
+        :meth:`encode_documents`; (-1, -1) for [CLS] and [SEP]."""
+        self._check(texts)
+        if not texts:
+            return []
+        spans = self._tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, return_offsets_mapping=True
+        )["offset_mapping"]
+        out: list[np.ndarray | None] = []
+        for row in spans:
+            array = np.array(row, dtype=np.int32).reshape(-1, 2)
+            array[array[:, 1] <= array[:, 0]] = -1
+            out.append(array)
+        return out
+
     def encode_queries(self, texts: Sequence[str], *, progress: bool = False) -> list[np.ndarray]:
         """Encode queries (truncated only at the model's position limit); see
         :meth:`encode_documents`."""
         return self._encode(texts, self._query_max_length, progress)
 
-    def _encode(self, texts: Sequence[str], max_length: int, progress: bool) -> list[np.ndarray]:
-        torch, _ = import_backend()
+    @staticmethod
+    def _check(texts: Sequence[str]) -> None:
         if isinstance(texts, str):
             raise InvalidInput("expected a sequence of strings, got a single str")
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInput(f"text {i} is empty or not a string: {text!r:.40}")
+
+    def _encode(self, texts: Sequence[str], max_length: int, progress: bool) -> list[np.ndarray]:
+        torch, _ = import_backend()
+        self._check(texts)
         if not texts:
             return []
         ids = self._tokenizer(

@@ -9,11 +9,15 @@ Every error the library raises on purpose derives from :class:`LateInteractError
     ├── CollectionExists         a collection of that name exists with other settings
     ├── EncoderMismatch          the collection was built by another encoder
     ├── EncoderUnavailable       the optional torch/transformers extra is not installed
+    ├── PermissionDenied         this database role may not do that (e.g. a read-only role
+    │                            writing); the transaction was rolled back
     └── InvalidInput (ValueError)
-        └── DimensionMismatch    a vector's width differs from the collection's dim
+        ├── DimensionMismatch    a vector's width differs from the collection's dim
+        └── DocumentReferenced   a write would break a foreign key of the application's
+                                 tables to our documents; it was rolled back
 
 Errors raised by the database driver for reasons outside our checks (a lost connection,
-a permission denied) are left as psycopg errors.
+a statement timeout) are left as psycopg errors.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ __all__ = [
     "CollectionExists",
     "CollectionNotFound",
     "DimensionMismatch",
+    "DocumentReferenced",
     "EncoderMismatch",
     "EncoderUnavailable",
     "ExtensionMissing",
     "InvalidInput",
     "LateInteractError",
+    "PermissionDenied",
     "ServerError",
 ]
 
@@ -62,9 +68,17 @@ class EncoderUnavailable(LateInteractError, ImportError):
     """torch/transformers are needed but not installed."""
 
 
+class PermissionDenied(LateInteractError, PermissionError):
+    """The database role lacks a privilege for this operation (nothing was changed)."""
+
+
 class InvalidInput(LateInteractError, ValueError):
     """An argument is malformed: empty, non-finite, duplicated or out of range."""
 
 
 class DimensionMismatch(InvalidInput):
     """A vector's width differs from the collection's dimension."""
+
+
+class DocumentReferenced(InvalidInput):
+    """Another table still references a document this write removes (nothing was changed)."""

@@ -28,6 +28,7 @@ class Batch:
     metadata: list[dict[str, Any] | None]
     tokens: np.ndarray  # (total, dim) float16
     offsets: np.ndarray  # (n + 1,) int64
+    spans: list[np.ndarray | None]  # per document: (n_tokens, 2) int32 character spans
 
     @property
     def lengths(self) -> np.ndarray:
@@ -87,12 +88,33 @@ def _check_metadata(value: Any, what: str) -> dict[str, Any] | None:
     return value
 
 
+def _check_spans(value: Any, n_tokens: int, text: str | None, what: str) -> np.ndarray | None:
+    """Character spans (n_tokens, 2) into ``text``: 0 <= start < end <= len(text), or -1, -1."""
+    if value is None:
+        return None
+    if text is None:
+        raise InvalidInput(f"{what} given without a text to point into")
+    try:
+        spans = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} is not an integer array: {exc}") from exc
+    if spans.shape != (n_tokens, 2) or (spans.size and spans.dtype.kind not in "iu"):
+        raise InvalidInput(f"{what} must be an integer array of shape ({n_tokens}, 2)")
+    start, end = spans[:, 0].astype(np.int64), spans[:, 1].astype(np.int64)
+    none = (start == -1) & (end == -1)
+    valid = (start >= 0) & (start < end) & (end <= len(text))
+    if not (none | valid).all():
+        raise InvalidInput(f"{what} must be (start, end) with 0 <= start < end <= len(text), or -1")
+    return spans.astype(np.int32)
+
+
 def validate_batch(
     ids: Sequence[str],
     embeddings: Sequence[Any],
     dim: int,
     texts: Sequence[str | None] | None = None,
     metadata: Sequence[dict[str, Any] | None] | None = None,
+    spans: Sequence[Any] | None = None,
 ) -> Batch:
     """Check every argument of ``add_embeddings`` before anything is written."""
     if isinstance(ids, str) or not isinstance(ids, Sequence):
@@ -121,10 +143,17 @@ def validate_batch(
         raise InvalidInput(f"got {n} ids but {len(meta_list)} metadata entries")
     meta_list = [_check_metadata(m, f"metadata of {i!r}") for i, m in zip(clean_ids, meta_list)]
     matrices = [_as_matrix(e, dim, f"embeddings of {i!r}") for i, e in zip(clean_ids, embeddings)]
+    span_list: list[Any] = [None] * n if spans is None else list(spans)
+    if len(span_list) != n:
+        raise InvalidInput(f"got {n} ids but {len(span_list)} spans entries")
+    span_list = [
+        _check_spans(sp, len(m), t, f"spans of {i!r}")
+        for i, sp, m, t in zip(clean_ids, span_list, matrices, text_list)
+    ]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(m) for m in matrices], out=offsets[1:])
     tokens = np.concatenate(matrices).astype(np.float16)
-    return Batch(clean_ids, text_list, meta_list, tokens, offsets)
+    return Batch(clean_ids, text_list, meta_list, tokens, offsets, span_list)
 
 
 def validate_query(query: Any, dim: int) -> np.ndarray:

@@ -9,9 +9,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .errors import ExtensionMissing, InvalidInput, ServerError
+from .errors import ExtensionMissing, InvalidInput, PermissionDenied, ServerError
 
-__all__ = ["DEFAULT_SCHEMA", "check_schema_name", "ensure_pgvector", "upgrade"]
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "check_schema_name",
+    "ensure_pgvector",
+    "grant_read_only",
+    "upgrade",
+]
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +25,7 @@ DEFAULT_SCHEMA = "lateinteract"
 MIN_SERVER_VERSION = 140000
 MIN_PGVECTOR = (0, 7, 0)
 VERSION_TABLE = "lateinteract_alembic_version"
-HEAD = "0001"  # the newest migration; tests check it against migrations/versions
+HEAD = "0002"  # the newest migration; tests check it against migrations/versions
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -94,10 +100,21 @@ def ensure_pgvector(conn: psycopg.Connection[Any]) -> str:
 
 
 def run_sql_file(connection: Any, name: str, schema: str) -> None:
-    """Run ``sql/NAME`` on an alembic (SQLAlchemy) connection, ``{schema}`` composed in."""
+    """Run ``sql/NAME`` on an alembic (SQLAlchemy) connection.
+
+    ``{schema}`` is composed in as an identifier, and ``{search_path}`` as our schema,
+    pgvector's schema and pg_temp (the search_path our SQL functions run with).
+    """
     raw = connection.connection.driver_connection
+    vector_schema = ensure_pgvector(raw)
+    path = [sql.Identifier(s) for s in dict.fromkeys([schema, vector_schema])]
     text = (SQL_DIR / name).read_text()
-    raw.execute(sql.SQL(text).format(schema=sql.Identifier(schema)))
+    raw.execute(
+        sql.SQL(text).format(
+            schema=sql.Identifier(schema),
+            search_path=sql.SQL(", ").join([*path, sql.SQL("pg_temp")]),
+        )
+    )
 
 
 def current_revision(conn: psycopg.Connection[Any], schema: str) -> str | None:
@@ -151,3 +168,26 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
         engine.dispose()
     log.info("schema %s at revision %s", schema, revision)
     return revision
+
+
+def grant_read_only(dsn: str, role: str, schema: str = DEFAULT_SCHEMA) -> None:
+    """Let ``role`` search (SELECT and EXECUTE) but not write; ``sql/grant_read_only.sql``."""
+    check_schema_name(schema)
+    if not isinstance(role, str) or not role or "\x00" in role or "%" in role:
+        raise InvalidInput(f"role must be a non-empty name without NUL or '%', got {role!r}")
+    text = (SQL_DIR / "grant_read_only.sql").read_text()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if current_revision(conn, schema) is None:
+            raise InvalidInput(f"schema {schema!r} has no lateinteract_pg tables: migrate first")
+        try:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL(text).format(schema=sql.Identifier(schema), role=sql.Identifier(role))
+                )
+        except psycopg.errors.UndefinedObject as exc:
+            raise InvalidInput(f"no role named {role!r} on this server") from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PermissionDenied(
+                f"this role may not grant on schema {schema!r}: {exc.diag.message_primary}"
+            ) from exc
+    log.info("granted read-only access to %s on schema %s", role, schema)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -16,7 +17,13 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from . import migrate
-from .errors import CollectionExists, CollectionNotFound, InvalidInput
+from .errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DocumentReferenced,
+    InvalidInput,
+    PermissionDenied,
+)
 from .types import CollectionInfo
 
 if TYPE_CHECKING:
@@ -71,6 +78,23 @@ def check_collection_name(name: Any) -> str:
     if len(name) > MAX_NAME_LENGTH or "\x00" in name:
         raise InvalidInput(f"collection name must be at most {MAX_NAME_LENGTH} chars without NUL")
     return name
+
+
+@contextmanager
+def write_errors(what: str) -> Iterator[None]:
+    """Turn the server's refusals of a write into our errors; wrap the whole transaction, so
+    that they are raised after the rollback."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise PermissionDenied(
+            f"{what}: {exc.diag.message_primary} (a read-only role?); nothing was changed"
+        ) from exc
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise DocumentReferenced(
+            f"{what}: {exc.diag.message_primary}. {exc.diag.message_detail or ''} "
+            "Nothing was changed."
+        ) from exc
 
 
 class Store:
@@ -223,7 +247,7 @@ class Store:
     def _create_collection(
         self, name: str, dim: int, encoder: dict[str, Any] | None, m: int, ef: int
     ) -> tuple[Any, ...]:
-        with self.lock, self.conn.transaction():
+        with self.lock, write_errors(f"creating collection {name!r}"), self.conn.transaction():
             row = self.conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction) "
@@ -261,7 +285,7 @@ class Store:
         row = self._fetch_collection(check_collection_name(name))
         if row is None:
             raise CollectionNotFound(f"no collection named {name!r}")
-        with self.lock, self.conn.transaction():
+        with self.lock, write_errors(f"dropping {name!r}"), self.conn.transaction():
             self.conn.execute(
                 sql.SQL("DROP TABLE IF EXISTS {}").format(self.table(f"tokens_{row[0]}"))
             )

@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["CollectionInfo", "Document", "Hit", "IngestStats", "PlanKind", "SearchStats"]
+__all__ = [
+    "CollectionInfo",
+    "Document",
+    "Hit",
+    "IngestStats",
+    "PlanKind",
+    "SearchStats",
+    "TokenMatch",
+]
 
 PlanKind = Literal["index", "exhaustive"]
 
@@ -20,6 +28,23 @@ class Hit:
     score: float
     text: str | None = None
     metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TokenMatch:
+    """For one query token: the document token that gives its MaxSim term.
+
+    ``query_token`` indexes the query (0-based), ``position`` the document's stored tokens;
+    ``start``/``end`` are character offsets of that token in the document text and ``piece``
+    the text between them, when the document was stored with spans (else ``None``).
+    """
+
+    query_token: int
+    position: int
+    similarity: float
+    start: int | None = None
+    end: int | None = None
+    piece: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import string
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -389,3 +390,39 @@ def test_collection_with_colbert_encoder(
     assert abs(hits[0].score - lip.maxsim(query, stored.embeddings)) < 1e-3
     with pytest.raises(lip.EncoderMismatch):
         store.collection("colbert-docs", encoder=pylate)  # same weights, other format
+
+
+def test_document_spans_point_at_each_kept_token(
+    stanford: ColBERTEncoder, pylate: ColBERTEncoder
+) -> None:
+    """One span per stored vector; each names the characters its token came from."""
+    texts = ["  Hello, world! pgvector works.", "Ünïcode Straße"]
+    for enc in (stanford, pylate):
+        vectors = enc.encode_documents(texts)
+        spans = enc.document_spans(texts)
+        ids, _ = enc.tokenize_documents(texts)
+        for text, vec, span, row in zip(texts, vectors, spans, ids):
+            assert span is not None and span.shape == (len(vec), 2)
+            assert tuple(span[0]) == (-1, -1) and tuple(span[1]) == (-1, -1)  # [CLS] [D]
+            assert tuple(span[-1]) == (-1, -1)  # [SEP]
+            kept = [i for i in row.tolist() if i != PAD and i not in enc._skiplist]
+            for (start, end), token_id in zip(span[2:-1], kept[2:-1]):
+                token = enc._tokenizer.convert_ids_to_tokens(token_id).removeprefix("##")
+                plain = unicodedata.normalize("NFKD", text[start:end]).encode("ascii", "ignore")
+                assert plain.decode().lower().startswith(token[:1]), (text[start:end], token)
+        pieces = [texts[0][s:e] for s, e in spans[0] if s >= 0]
+        assert pieces[:2] == ["Hello", "world"] and "," not in pieces
+
+
+def test_explain_shows_the_matching_words(store: lip.Store, stanford: ColBERTEncoder) -> None:
+    coll = store.collection("explained", encoder=stanford)
+    coll.add([{"id": "fruit", "text": "Bananas are yellow and sweet."}])
+    matches = coll.explain("yellow bananas", "fruit")
+    assert len(matches) == stanford.query_maxlen
+    pieces = {m.piece for m in matches if m.piece}
+    assert {"yellow", "Bananas"} <= pieces
+    stored = coll.get("fruit", embeddings=True)
+    assert stored is not None and stored.embeddings is not None
+    query = stanford.encode_queries(["yellow bananas"])[0]
+    total = sum(m.similarity for m in matches)
+    assert total == pytest.approx(lip.maxsim(query, stored.embeddings), abs=1e-2)

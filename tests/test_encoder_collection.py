@@ -42,6 +42,9 @@ def test_add_and_search_text(store: lip.Store) -> None:
     hits = coll.search("which database system?", k=1)
     assert hits[0].id == ids[0] and hits[0].text.startswith("PostgreSQL")
     assert coll.search("yellow banana", k=1)[0].metadata == {"kind": "food"}
+    matches = coll.explain("yellow banana", "fruit")
+    assert {"yellow", "Bananas"} <= {m.piece for m in matches}
+    assert matches[0].piece is None  # [CLS] of the query meets [CLS] of the document
     assert coll.add(["PostgreSQL is an object-relational database system."]) == ids[:1]
     assert len(coll) == 3  # the same text twice is the same document
     for bad in ["just a string", [""], [{"txt": "x"}], [7], [{"text": None}]]:

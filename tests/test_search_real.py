@@ -114,3 +114,22 @@ def test_small_collection_uses_exhaustive_plan(
             assert {h.id for h in hits} == {doc for doc, _ in expected}
             np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], atol=1e-4)
         store.drop_collection("adi")
+
+
+def test_sql_search_agrees_with_python_and_numpy(
+    medline_store: lip.Collection, medline: Encoded
+) -> None:
+    """lateinteract.search in SQL: same ids as the Python index path at default settings,
+    scores within 1e-3 of it and of numpy's exact MaxSim."""
+    from pgvector import HalfVector
+    from psycopg import sql
+
+    coll = medline_store
+    statement = sql.SQL("SELECT id, score FROM {}(%s, %s, 10)").format(coll.store.table("search"))
+    for query in medline.queries[:10]:
+        hits = coll.search_embeddings(query, k=10, plan="index")
+        rows = coll.conn.execute(statement, (coll.name, [HalfVector(v) for v in query])).fetchall()
+        assert [r[0] for r in rows] == [h.id for h in hits]
+        np.testing.assert_allclose([r[1] for r in rows], [h.score for h in hits], atol=1e-3)
+        exact = dict(medline.exact_top(query, len(medline.ids)))
+        np.testing.assert_allclose([r[1] for r in rows], [exact[r[0]] for r in rows], atol=1e-3)

@@ -60,12 +60,12 @@ def filled(store: lip.Store) -> tuple[lip.Collection, list[np.ndarray]]:
 
 
 def test_migrate_is_idempotent_and_uses_own_version_table(pg_dsn: str, store: lip.Store) -> None:
-    assert migrate.upgrade(pg_dsn, store.schema) == "0001"
-    assert migrate.upgrade(pg_dsn, store.schema) == "0001"
+    assert migrate.upgrade(pg_dsn, store.schema) == "0002"
+    assert migrate.upgrade(pg_dsn, store.schema) == "0002"
     row = store.conn.execute(
         sql.SQL("SELECT version_num FROM {}").format(store.table(migrate.VERSION_TABLE))
     ).fetchall()
-    assert row == [("0001",)]
+    assert row == [("0002",)]
 
 
 def test_collection_create_open_list_drop(store: lip.Store) -> None:
@@ -192,6 +192,28 @@ BAD_ADDS = [
         lip.InvalidInput,
     ),
     ({"ids": ["\ud800"], "embeddings": [np.ones((1, DIM))]}, lip.InvalidInput),
+    # character spans: one (start, end) per token, inside the text, and only with a text
+    ({"ids": ["a"], "embeddings": [np.ones((1, DIM))], "spans": [[(0, 1)]]}, lip.InvalidInput),
+    (
+        {"ids": ["a"], "embeddings": [np.ones((2, DIM))], "texts": ["ab"], "spans": [[(0, 1)]]},
+        lip.InvalidInput,
+    ),
+    (
+        {"ids": ["a"], "embeddings": [np.ones((1, DIM))], "texts": ["ab"], "spans": [[(1, 5)]]},
+        lip.InvalidInput,
+    ),
+    (
+        {"ids": ["a"], "embeddings": [np.ones((1, DIM))], "texts": ["ab"], "spans": [[(1, 1)]]},
+        lip.InvalidInput,
+    ),
+    (
+        {"ids": ["a"], "embeddings": [np.ones((1, DIM))], "texts": ["ab"], "spans": [[(0.5, 1)]]},
+        lip.InvalidInput,
+    ),
+    (
+        {"ids": ["a"], "embeddings": [np.ones((1, DIM))], "texts": ["ab"], "spans": []},
+        lip.InvalidInput,
+    ),
     # a valid document after an invalid one: nothing of the call is written
     (
         {"ids": ["ok", "bad"], "embeddings": [np.ones((1, DIM)), np.ones((1, 3))]},

@@ -127,8 +127,9 @@ def current_revision(conn: psycopg.Connection[Any], schema: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
-    """Bring ``schema`` to the newest migration; idempotent. Returns the current revision."""
+def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA, revision: str = "head") -> str | None:
+    """Bring ``schema`` to the newest migration (or to ``revision``, up or down);
+    idempotent. Returns the current revision."""
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -138,7 +139,8 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
     check_schema_name(schema)
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_pgvector(conn)
-        if current_revision(conn, schema) == HEAD:
+        current = current_revision(conn, schema)
+        if current == HEAD and revision in ("head", HEAD):
             return HEAD
     engine = create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=NullPool
@@ -157,17 +159,23 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA) -> str | None:
             raw: Any = connection.connection.driver_connection
             raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            going_down = revision == "base" or (
+                revision.isdigit() and (current or "0").isdigit() and revision < (current or "0")
+            )
+            if going_down:
+                command.downgrade(config, revision)
+            else:
+                command.upgrade(config, revision)
         with engine.connect() as connection:
             context = MigrationContext.configure(
                 connection,
                 opts={"version_table": VERSION_TABLE, "version_table_schema": schema},
             )
-            revision = context.get_current_revision()
+            reached = context.get_current_revision()
     finally:
         engine.dispose()
-    log.info("schema %s at revision %s", schema, revision)
-    return revision
+    log.info("schema %s at revision %s", schema, reached)
+    return reached
 
 
 def grant_read_only(dsn: str, role: str, schema: str = DEFAULT_SCHEMA) -> None:

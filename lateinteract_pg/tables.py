@@ -12,7 +12,10 @@ never ``create_all`` them. A test checks that they match what the migrations cre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
+import sqlalchemy
 from pgvector.sqlalchemy import HALFVEC
 from sqlalchemy import (
     ARRAY,
@@ -31,7 +34,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from .migrate import DEFAULT_SCHEMA
 
-__all__ = ["Tables", "collections", "define_tables", "documents", "metadata", "tokens"]
+__all__ = [
+    "Tables",
+    "collections",
+    "create_engine",
+    "define_tables",
+    "documents",
+    "metadata",
+    "tokens",
+]
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,13 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         schema=schema,
     )
     return Tables(collections, documents, tokens)
+
+
+def create_engine(dsn: str, **options: Any) -> sqlalchemy.Engine:
+    """A SQLAlchemy engine (psycopg 3) for a libpq DSN or URI, e.g. :attr:`Store.dsn`."""
+    return sqlalchemy.create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), **options
+    )
 
 
 metadata = MetaData()

@@ -231,3 +231,41 @@ def test_schema_name_needing_quoting(quoted_store: lip.Store) -> None:
     q = query(11)
     rows = call(quoted_store, "search", "x", halfvecs(q), 3)
     assert [r[0] for r in rows] == [h.id for h in coll.search_embeddings(q, k=3, exact=True)]
+
+
+def test_functions_migration_up_and_down(pg_dsn: str, schema_name: str) -> None:
+    """0001 -> head installs the functions and the offsets column; back to 0001 removes them
+    and keeps the data; head again restores them."""
+    from lateinteract_pg import migrate
+
+    def installed() -> tuple[int, bool]:
+        with psycopg.connect(pg_dsn) as conn:
+            functions = conn.execute(
+                "SELECT count(*) FROM pg_proc WHERE pronamespace = %s::regnamespace",
+                (sql.Identifier(schema_name).as_string(conn),),
+            ).fetchone()
+            column = conn.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = 'documents' AND column_name = 'offsets'",
+                (schema_name,),
+            ).fetchone()
+        assert functions is not None
+        return int(functions[0]), column is not None
+
+    try:
+        assert migrate.upgrade(pg_dsn, schema_name, "0001") == "0001"
+        assert installed() == (0, False)
+        assert migrate.upgrade(pg_dsn, schema_name) == migrate.HEAD
+        assert installed() == (7, True)
+        with lip.connect(pg_dsn, schema=schema_name) as store:
+            store.collection("kept", dim=DIM).add_embeddings(["a"], unit_docs(1))
+        assert migrate.upgrade(pg_dsn, schema_name, "0001") == "0001"
+        assert installed() == (0, False)
+        assert migrate.upgrade(pg_dsn, schema_name) == migrate.HEAD
+        with lip.connect(pg_dsn, schema=schema_name) as store:
+            assert len(store.collection("kept")) == 1
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema_name))
+            )

@@ -7,6 +7,8 @@ and measures on the same token vectors:
   the brute-force baseline;
 - our search at default settings (and optionally a sweep of the knobs): recall@k against
   that ground truth, latency p50/p95 and its ratio to the baseline;
+- the SQL function ``search()`` at defaults: the same, and how often its ranking equals the
+  Python path's;
 - cost: COPY rows/s, HNSW build seconds, bytes per token (heap, each index, total);
 - quality against the qrels: nDCG@10 of exact MaxSim and of our search.
 
@@ -237,6 +239,37 @@ def _run_queries(
     }
 
 
+def _run_sql_queries(
+    store: Store,
+    coll: Any,
+    queries: list[np.ndarray],
+    truth: list[list[str]],
+    k: int,
+    python_rankings: list[list[str]],
+) -> dict[str, Any]:
+    """The SQL function ``search()`` on the same queries: latency, recall, and how often it
+    returned exactly the Python path's ranking."""
+    from pgvector import HalfVector
+
+    statement = sql.SQL("SELECT id FROM {}(%s, %s, %s)").format(store.table("search"))
+    latencies, recalls, same = [], [], 0
+    for query, expected, python_ids in zip(queries, truth, python_rankings):
+        t0 = time.perf_counter()
+        rows = store.conn.execute(
+            statement, (coll.name, [HalfVector(v) for v in query], k)
+        ).fetchall()
+        latencies.append((time.perf_counter() - t0) * 1000)
+        ids = [r[0] for r in rows]
+        recalls.append(len(set(ids) & set(expected[:k])) / max(1, min(k, len(expected))))
+        same += ids == python_ids
+    return {
+        "recall_at_k": round(float(np.mean(recalls)), 4),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p95_ms": round(_percentile(latencies, 95), 2),
+        "same_ranking_as_python": round(same / max(1, len(queries)), 4),
+    }
+
+
 def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark; writes NAME.json and NAME.md under ``config.out``."""
     data = load_beir(config.data_dir, limit_docs=config.limit_docs)
@@ -271,6 +304,13 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         echo(
             f"  recall@{k} {ours['recall_at_k']:.4f}  p50 {ours['p50_ms']:.1f} ms  "
             f"({ours['ratio_to_numpy']:.2f}x exhaustive numpy at {brute_p50:.1f} ms)"
+        )
+        echo("the SQL function search() at defaults ...")
+        sql_path = _run_sql_queries(store, coll, queries, truth, k, ours["rankings"])
+        sql_path["ratio_to_numpy"] = round(sql_path["p50_ms"] / brute_p50, 3)
+        echo(
+            f"  recall@{k} {sql_path['recall_at_k']:.4f}  p50 {sql_path['p50_ms']:.1f} ms  "
+            f"same ranking as Python for {sql_path['same_ranking_as_python']:.0%} of queries"
         )
         sweep = []
         if config.sweep:
@@ -329,6 +369,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
             "p95_ms": round(_percentile(brute_ms, 95), 2),
         },
         "ours_default": ours,
+        "sql_search_default": sql_path,
         "default_knobs": {
             "candidates_per_token": defaults.candidates_per_token if defaults else None,
             "ef_search": defaults.ef_search if defaults else None,
@@ -346,6 +387,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
 
 def _markdown(r: dict[str, Any]) -> str:
     o, b, s = r["ours_default"], r["exhaustive_numpy"], r["storage"]
+    q = r["sql_search_default"]
     lines = [
         f"## {r['name']}: {r['documents']} documents, {r['token_rows']} token rows, "
         f"{r['queries']} queries ({r['query_tokens_mean']} tokens each)",
@@ -357,6 +399,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| exhaustive numpy MaxSim | 1.0000 | {b['p50_ms']} | {b['p95_ms']} | 1.00 |",
         f"| lateinteract_pg (defaults) | {o['recall_at_k']:.4f} | {o['p50_ms']} | "
         f"{o['p95_ms']} | {o['ratio_to_numpy']:.2f} |",
+        f"| SQL search() (defaults) | {q['recall_at_k']:.4f} | {q['p50_ms']} | "
+        f"{q['p95_ms']} | {q['ratio_to_numpy']:.2f} |",
     ]
     for row in r["sweep"]:
         lines.append(
@@ -366,7 +410,8 @@ def _markdown(r: dict[str, Any]) -> str:
     ingest = r["ingest"]
     lines += [
         "",
-        f"default knobs: {r['default_knobs']}; plans used: {o['plans']}",
+        f"default knobs: {r['default_knobs']}; plans used: {o['plans']}; SQL search() "
+        f"returned the Python path's ranking for {q['same_ranking_as_python']:.0%} of queries",
         f"nDCG@10: exact {r['quality']['ndcg_at_10_exact']}, "
         f"ours {r['quality']['ndcg_at_10_ours']}",
         f"storage: {s['bytes_per_token']['total']} bytes/token "

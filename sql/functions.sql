@@ -10,7 +10,9 @@
 -- the dimension in its type.
 --
 -- Conventions: query_token is the 1-based index into the query array; position is the
--- 0-based index of the document token, as stored in the tokens table.
+-- 0-based index of the document token, as stored in the tokens table. Queries of vector[]
+-- (float32) are accepted too: pgvector's cast from vector to halfvec is implicit, and so is
+-- the array coercion built on it.
 
 CREATE OR REPLACE FUNCTION {schema}.query_collection(
     collection text,
@@ -240,44 +242,3 @@ $body$;
 
 COMMENT ON FUNCTION {schema}.explain(halfvec[], text, text) IS
     'lateinteract: per query token, the best-matching token of one document and its text';
-
-
--- vector[] (float32) queries: the same functions, vectors converted to halfvec
-CREATE OR REPLACE FUNCTION {schema}.search(
-    collection text,
-    query vector[],
-    k integer DEFAULT 10,
-    candidates_per_token integer DEFAULT NULL,
-    ef_search integer DEFAULT NULL,
-    rerank_depth integer DEFAULT NULL,
-    exact boolean DEFAULT false
-)
-RETURNS TABLE (id text, score double precision, text text, metadata jsonb)
-LANGUAGE sql VOLATILE
-SET search_path = {search_path}
-AS $body$
-    SELECT * FROM search($1, $2::halfvec[], $3, $4, $5, $6, $7)
-$body$;
-
-CREATE OR REPLACE FUNCTION {schema}.maxsim(query vector[], collection text, id text)
-RETURNS double precision
-LANGUAGE sql STABLE
-SET search_path = {search_path}
-AS $body$
-    SELECT maxsim($1::halfvec[], $2, $3)
-$body$;
-
-CREATE OR REPLACE FUNCTION {schema}.explain(query vector[], collection text, id text)
-RETURNS TABLE (
-    query_token integer,
-    "position" integer,
-    similarity double precision,
-    start_offset integer,
-    end_offset integer,
-    piece text
-)
-LANGUAGE sql STABLE
-SET search_path = {search_path}
-AS $body$
-    SELECT * FROM explain($1::halfvec[], $2, $3)
-$body$;

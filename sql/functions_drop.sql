@@ -1,7 +1,4 @@
 -- Undoes functions.sql and offsets.sql (migration 0002).
-DROP FUNCTION IF EXISTS {schema}.search(text, vector[], integer, integer, integer, integer, boolean);
-DROP FUNCTION IF EXISTS {schema}.maxsim(vector[], text, text);
-DROP FUNCTION IF EXISTS {schema}.explain(vector[], text, text);
 DROP FUNCTION IF EXISTS {schema}.search(text, halfvec[], integer, integer, integer, integer, boolean);
 DROP FUNCTION IF EXISTS {schema}.maxsim(halfvec[], text, text);
 DROP FUNCTION IF EXISTS {schema}.explain(halfvec[], text, text);

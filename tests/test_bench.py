@@ -31,6 +31,9 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     assert saved["documents"] == 82 and saved["queries"] == 5
     assert saved["ours_default"]["recall_at_k"] == 1.0  # exhaustive plan on 6k tokens
     assert saved["ours_default"]["plans"] == {"exhaustive": 5}
+    # 82 documents: SQL search() re-scores them all, exactly as the Python path did
+    assert saved["sql_search_default"]["recall_at_k"] == 1.0
+    assert saved["sql_search_default"]["same_ranking_as_python"] == 1.0
     assert 0 < saved["sweep"][0]["recall_at_k"] <= 1.0
     assert saved["ingest"]["copy_rows_per_s"] > 0 and saved["ingest"]["hnsw_build_s"] >= 0
     assert saved["storage"]["bytes_per_token"]["total"] > 2 * 384

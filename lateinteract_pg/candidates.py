@@ -47,7 +47,7 @@ def candidate_sql(
 
     It reads the partitioned parent table with the collection id as a literal: the planner
     prunes to that collection's partition and uses its HNSW index, and a role needs SELECT
-    on the parent only (not on each partition). ``sql/functions.sql`` runs the same
+    on the parent only (not on each partition). ``sql/0002_functions.sql`` runs the same
     statement for ``search()`` in SQL.
     """
     impute = sql.SQL("floor.kth") if imputation == "kth" else sql.SQL("0")

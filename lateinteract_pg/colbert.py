@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from lateinteract_pg.encoders import import_backend
+from lateinteract_pg.encoders import import_backend, spans_within
 from lateinteract_pg.errors import EncoderUnavailable, InvalidInput
 
 __all__ = ["ColBERTEncoder"]
@@ -724,11 +724,8 @@ class ColBERTEncoder:
                 out.append(None)  # lowercasing changed the length
                 continue
             keep = [i not in self._skiplist for i in row_ids]
-            array = np.array(row_spans, dtype=np.int32).reshape(-1, 2)[keep]
-            empty = array[:, 1] <= array[:, 0]
-            array += shift
-            array[empty] = -1
-            out.append(array)
+            array = np.array(row_spans, dtype=np.int32).reshape(-1, 2)[keep] + shift
+            out.append(spans_within(array, len(original)))
         return out
 
     def _pad(self, rows: Sequence[tuple[list[int], list[int]]]) -> tuple[np.ndarray, np.ndarray]:

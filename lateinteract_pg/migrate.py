@@ -187,10 +187,15 @@ def grant_read_only(dsn: str, role: str, schema: str = DEFAULT_SCHEMA) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         if current_revision(conn, schema) is None:
             raise InvalidInput(f"schema {schema!r} has no lateinteract_pg tables: migrate first")
+        vector_schema = ensure_pgvector(conn)
         try:
             with conn.transaction():
                 conn.execute(
-                    sql.SQL(text).format(schema=sql.Identifier(schema), role=sql.Identifier(role))
+                    sql.SQL(text).format(
+                        schema=sql.Identifier(schema),
+                        vector_schema=sql.Identifier(vector_schema),
+                        role=sql.Identifier(role),
+                    )
                 )
         except psycopg.errors.UndefinedObject as exc:
             raise InvalidInput(f"no role named {role!r} on this server") from exc

@@ -88,7 +88,8 @@ def write_errors(what: str) -> Iterator[None]:
         yield
     except psycopg.errors.InsufficientPrivilege as exc:
         raise PermissionDenied(
-            f"{what}: {exc.diag.message_primary} (a read-only role?); nothing was changed"
+            f"{what}: {exc.diag.message_primary}: this role lacks the privilege; "
+            "nothing was changed"
         ) from exc
     except psycopg.errors.ForeignKeyViolation as exc:
         raise DocumentReferenced(

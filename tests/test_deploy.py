@@ -208,6 +208,19 @@ def test_doctor_reports_versions_indexes_and_problems(store: lip.Store) -> None:
     assert broken.exit_code == 1 and "no HNSW index" in broken.output
 
 
+def test_doctor_warns_when_anyone_may_create_next_to_pgvector(database: str) -> None:
+    migrate.upgrade(database, "doctor_check")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+    try:
+        result = CliRunner().invoke(cli, ["doctor", "--dsn", database, "--schema", "doctor_check"])
+        assert result.exit_code == 0 and "REVOKE CREATE ON SCHEMA public" in result.output
+    finally:
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            conn.execute("DROP SCHEMA doctor_check CASCADE")
+
+
 def test_dsn_gives_the_connection_in_use(store: lip.Store) -> None:
     result = CliRunner().invoke(cli, ["dsn", "--dsn", store.dsn])
     assert result.output.strip() == store.dsn

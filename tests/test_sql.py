@@ -157,8 +157,9 @@ def test_explain_without_spans_has_no_piece(store: lip.Store) -> None:
     [
         (("nope", "Q", 10), "no collection named 'nope'"),
         (("papers", "WIDE", 10), "has 8 dimensions, collection 'papers' has 16"),
-        (("papers", "Q", 0), "k must be in 1..10000"),
+        (("papers", "Q", 0), "k must be in 1..100000"),
         (("papers", "Q", 10, 5000), "candidates_per_token"),
+        (("papers", "Q", 10, None, 0), "ef_search"),
         ((None, "Q", 10), "collection must not be NULL"),
     ],
 )
@@ -210,6 +211,29 @@ def test_functions_ignore_the_callers_search_path(store: lip.Store, coll: tuple)
     q = query(7)
     rows = call(store, "search", "papers", halfvecs(q), 3)
     assert len(rows) == 3 and all(r[0].startswith("d") for r in rows)
+
+
+def test_functions_cannot_be_shadowed_from_pgvectors_schema(store: lip.Store, coll: tuple) -> None:
+    """Functions another role could create next to pgvector (public, before PostgreSQL 15)
+    with exact-type signatures do not capture our calls to polymorphic built-ins."""
+    _, docs = coll
+    conn = store.conn
+    shadow = sql.Identifier(store.vector_schema, "unnest")
+    conn.execute(
+        sql.SQL(
+            "CREATE FUNCTION {}(halfvec[]) RETURNS SETOF halfvec LANGUAGE sql "
+            "AS 'SELECT NULL::halfvec WHERE false'"
+        ).format(shadow)
+    )
+    try:
+        q = query(21)
+        rows = call(store, "search", "papers", halfvecs(q), 5, None, None, None, True)
+        expected = numpy_top(q.astype(np.float16).astype(np.float32), docs, 5)
+        assert [r[0] for r in rows] == [doc for doc, _ in expected]
+        assert call(store, "maxsim", halfvecs(q), "papers", "d3")[0][0] is not None
+        assert len(call(store, "explain", halfvecs(q), "papers", "d3")) == len(q)
+    finally:
+        conn.execute(sql.SQL("DROP FUNCTION {}(halfvec[])").format(shadow))
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ depends_on = None
 
 
 def upgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "offsets.sql", schema)
-    run_sql_file(op.get_bind(), "functions.sql", schema)
+    run_sql_file(op.get_bind(), "0002_offsets.sql", schema)
+    run_sql_file(op.get_bind(), "0002_functions.sql", schema)
 
 
 def downgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "functions_drop.sql", schema)
+    run_sql_file(op.get_bind(), "0002_functions_drop.sql", schema)

@@ -1,13 +1,17 @@
 -- lateinteract_pg SQL functions: search, maxsim and explain from plain SQL.
--- Installed (CREATE OR REPLACE) by migrations/versions/0002_sql_functions.py; a later
--- migration that changes a function runs this file again.
+-- Installed (CREATE OR REPLACE) by migrations/versions/0002_sql_functions.py. This file is
+-- revision 0002's: a later migration that changes a function gets its own copy
+-- (sql/NNNN_functions.sql), so that downgrades can restore this one.
 --
 -- {schema} and {search_path} are composed in as quoted identifiers. The bodies name no
--- schema: each function runs with search_path = our schema, pgvector's schema, pg_temp,
--- so a caller's search_path can neither break nor hijack them. Every value reaches SQL as a
--- bound parameter; only integers read from our own collections table (dimension, id) are
--- formatted into the stage-1 statement, because the HNSW index is on an expression with
--- the dimension in its type.
+-- schema: each function runs with search_path = our schema, pgvector's schema, pg_temp, so
+-- the caller's search_path does not matter. Built-ins that take polymorphic arguments
+-- (unnest, cardinality, array_ndims, array_agg, format) are written pg_catalog.*: where
+-- pgvector lives in a schema others may create objects in (public, before PostgreSQL 15),
+-- a function of theirs with an exact-type signature would otherwise win the call. Every
+-- value reaches SQL as a bound parameter; only integers read from our own collections table
+-- (dimension, id) are formatted into the stage-1 statement, because the HNSW index is on an
+-- expression with the dimension in its type.
 --
 -- Conventions: query_token is the 1-based index into the query array; position is the
 -- 0-based index of the document token, as stored in the tokens table. Queries of vector[]
@@ -38,16 +42,16 @@ BEGIN
         RAISE EXCEPTION 'lateinteract: no collection named %', quote_literal(collection)
             USING ERRCODE = 'undefined_object';
     END IF;
-    IF query IS NULL OR cardinality(query) = 0 THEN
+    IF query IS NULL OR pg_catalog.cardinality(query) = 0 THEN
         RAISE EXCEPTION 'lateinteract: the query must hold at least one vector'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF array_ndims(query) <> 1 THEN
+    IF pg_catalog.array_ndims(query) <> 1 THEN
         RAISE EXCEPTION 'lateinteract: the query must be a one-dimensional array of vectors'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT u.i, u.v IS NULL AS missing, vector_dims(u.v) AS width INTO bad
-    FROM unnest(query) WITH ORDINALITY AS u(v, i)
+    FROM pg_catalog.unnest(query) WITH ORDINALITY AS u(v, i)
     WHERE u.v IS NULL OR vector_dims(u.v) <> query_collection.dim
     ORDER BY u.i LIMIT 1;
     IF FOUND AND bad.missing THEN
@@ -88,15 +92,16 @@ DECLARE
     candidates bigint[];
 BEGIN
     c := query_collection(collection, query);
-    IF k IS NULL OR k < 1 OR k > 10000 THEN
-        RAISE EXCEPTION 'lateinteract: k must be in 1..10000, got %', coalesce(k::text, 'NULL')
+    IF k IS NULL OR k < 1 OR k > 100000 THEN
+        RAISE EXCEPTION 'lateinteract: k must be in 1..100000, got %', coalesce(k::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- the Python path's defaults (planner.default_knobs): recall@k >= 0.99 measured
     per_token := coalesce(candidates_per_token, least(1000, greatest(150, 15 * k)));
     ef := greatest(per_token, coalesce(ef_search, per_token));
     depth := coalesce(rerank_depth, greatest(200, 20 * k));
-    IF per_token NOT BETWEEN 1 AND 1000 OR ef > 1000 OR depth NOT BETWEEN 1 AND 100000 THEN
+    IF per_token NOT BETWEEN 1 AND 1000 OR ef_search NOT BETWEEN 1 AND 1000
+       OR depth NOT BETWEEN 1 AND 100000 THEN
         RAISE EXCEPTION 'lateinteract: candidates_per_token and ef_search must be in 1..1000, '
             'rerank_depth in 1..100000'
             USING ERRCODE = 'invalid_parameter_value';
@@ -107,13 +112,13 @@ BEGIN
     -- (token, document) the best similarity; a token that found nothing of a document
     -- counts 0; the depth best documents by that sum. Same statement as candidates.py.
     IF NOT coalesce(exact, false) AND c.n_documents > depth
-       AND to_regclass(format('%I', 'tokens_' || c.collection_id || '_hnsw')) IS NOT NULL THEN
+       AND to_regclass(pg_catalog.format('%I', 'tokens_' || c.collection_id || '_hnsw')) IS NOT NULL THEN
         previous_ef := current_setting('hnsw.ef_search', true);
         PERFORM set_config('hnsw.ef_search', ef::text, true);
-        EXECUTE format($stage1$
+        EXECUTE pg_catalog.format($stage1$
             WITH hits AS (
                 SELECT q.i, t.doc_id, -t.dist AS sim
-                FROM unnest($1::halfvec[]) WITH ORDINALITY AS q(v, i)
+                FROM pg_catalog.unnest($1::halfvec[]) WITH ORDINALITY AS q(v, i)
                 CROSS JOIN LATERAL (
                     SELECT x.doc_id, (x.embedding::halfvec(%1$s) <#> q.v) AS dist
                     FROM tokens AS x
@@ -130,7 +135,7 @@ BEGIN
                 ORDER BY score DESC, best.doc_id
                 LIMIT $3
             )
-            SELECT array_agg(ranked.doc_id) FROM ranked
+            SELECT pg_catalog.array_agg(ranked.doc_id) FROM ranked
             $stage1$, c.dim, c.collection_id)
         INTO candidates
         USING query, per_token, depth;
@@ -151,7 +156,7 @@ BEGIN
         SELECT t.doc_id, q.i, max(-(t.embedding <#> q.v)) AS sim
         FROM pool
         JOIN tokens AS t ON t.collection_id = c.collection_id AND t.doc_id = pool.doc_id
-        CROSS JOIN unnest(query) WITH ORDINALITY AS q(v, i)
+        CROSS JOIN pg_catalog.unnest(query) WITH ORDINALITY AS q(v, i)
         GROUP BY t.doc_id, q.i
     ), scored AS (
         SELECT p.doc_id, sum(p.sim) AS score
@@ -188,7 +193,7 @@ BEGIN
     END IF;
     SELECT sum(best.sim) INTO result FROM (
         SELECT max(-(t.embedding <#> q.v)) AS sim
-        FROM unnest(query) WITH ORDINALITY AS q(v, i)
+        FROM pg_catalog.unnest(query) WITH ORDINALITY AS q(v, i)
         CROSS JOIN tokens AS t
         WHERE t.collection_id = c.collection_id AND t.doc_id = doc
         GROUP BY q.i
@@ -230,7 +235,7 @@ BEGIN
             doc.text
         FROM doc
         JOIN tokens AS t ON t.collection_id = c.collection_id AND t.doc_id = doc.id
-        CROSS JOIN unnest(query) WITH ORDINALITY AS q(v, i)
+        CROSS JOIN pg_catalog.unnest(query) WITH ORDINALITY AS q(v, i)
         ORDER BY q.i, similarity DESC, t.position
     )
     SELECT b.query_token, b.position, b.similarity, b.start_offset, b.end_offset,

@@ -1,18 +1,20 @@
-"""``lateinteract-pg bench``: recall against exact MaxSim, latency against exhaustive numpy.
+"""``lateinteract-pg bench``: quality, speed and cost of our search and of its peers, in one run.
 
-One run encodes a BEIR-layout collection (cached on disk by content hash), ingests it,
-and measures on the same token vectors:
+One run encodes a BEIR-layout collection (cached on disk by content hash), ingests it, and
+measures on the same token vectors, on the same machine:
 
-- exhaustive exact MaxSim in numpy over an in-memory float32 matrix: the ground truth and
-  the brute-force baseline;
-- our search at default settings (and optionally a sweep of the knobs): recall@k against
-  that ground truth, latency p50/p95 and its ratio to the baseline;
-- the SQL function ``search()`` at defaults: the same, and how often its ranking equals the
-  Python path's;
-- cost: COPY rows/s, HNSW build seconds, bytes per token (heap, each index, total);
-- quality against the qrels: nDCG@10 of exact MaxSim and of our search.
+- exhaustive exact MaxSim in numpy: the ground truth (recall@10 of every other system is
+  measured against it) and the brute-force baseline every latency is divided by;
+- our search at default settings (Python path) and the SQL function ``search()``;
+- Voyager's in-memory per-token HNSW and the SQL-only approach of pgvector-python's ColBERT
+  example (see :mod:`lateinteract_pg.peers`);
+- quality against the qrels (nDCG@10, MRR@10, recall@100) for every system;
+- latency p50/p95/p99 without and with query encoding, QPS with 1, 2 and 4 clients;
+- cost: COPY rows/s, HNSW build seconds, bytes per token, server memory;
+- with ``sweep``, the recall-latency curve of our knobs and of the peers' k'.
 
-Times are medians over the queries; quote ratios, the machine is shared and noisy.
+Results go to NAME.json (every figure), NAME.md (the table) and NAME-recall-latency.png.
+Times are medians over the queries; quote ratios: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -20,24 +22,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import statistics
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from psycopg import sql
 
-from .datasets import BeirCollection, load_beir
-from .maxsim import maxsim_packed
+from . import metrics, planner
+from .datasets import BeirCollection, load_beir, merge_collections
+from .peers import Exhaustive, SqlOnlyPeer, VoyagerPeer
 from .store import Store, connect
 
-__all__ = ["BenchConfig", "run_bench"]
+__all__ = ["BenchConfig", "run_bench", "run_scaling"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,11 @@ DEFAULT_SWEEP: list[dict[str, int]] = [
     for k, n in [(40, 50), (40, 100), (64, 100), (100, 100), (100, 200), (150, 100),
                  (150, 200), (150, 300), (200, 300)]
 ]  # fmt: skip
+VOYAGER_PER_TOKEN = 100  # the DESIGN recipe: top-100 document tokens per query token
+VOYAGER_SWEEP = [16, 32, 64]
+SQL_ONLY_PER_TOKEN = 10
+SQL_ONLY_SWEEP = [5, 20]
+CLIENTS = (1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class BenchConfig:
     data_dir: Path
     dsn: str | None = None
     out: Path = Path("bench-results")
+    model: str = "minilm"
     limit_docs: int | None = None
     max_queries: int | None = None
     k: int = 10
@@ -61,6 +71,11 @@ class BenchConfig:
     keep: bool = True
     sweep_settings: list[dict[str, int]] = field(default_factory=lambda: list(DEFAULT_SWEEP))
     cache_dir: Path | None = None
+    peers: bool = True
+    peer_queries: int = 100  # the SQL-only peer is slow: the first N queries
+    qps_seconds: float = 10.0
+    recall_at_100: bool = True
+    collection: BeirCollection | None = None  # given instead of data_dir (the scaling run)
 
 
 @dataclass
@@ -71,6 +86,71 @@ class Encoded:
     query_ids: list[str]
     queries: list[np.ndarray]
     encoder: dict[str, Any]
+    query_texts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """One system at one setting: rankings and latencies over the queries."""
+
+    name: str
+    settings: dict[str, Any]
+    rankings: list[list[str]]
+    latencies_ms: list[float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _ids(coll: Any, query: np.ndarray, /, **options: Any) -> list[str]:
+    return [h.id for h in coll.search_embeddings(query, **options)]
+
+
+def _timed(search: Callable[[np.ndarray], list[str]], queries: list[np.ndarray]) -> Run:
+    rankings, latencies = [], []
+    for query in queries:
+        started = time.perf_counter()
+        rankings.append(search(query))
+        latencies.append((time.perf_counter() - started) * 1000)
+    return Run("", {}, rankings, latencies)
+
+
+def _summary(
+    run: Run,
+    truth: list[list[str]],
+    qrels: list[dict[str, int]],
+    k: int,
+    brute_p50: float,
+    encode_ms: list[float] | None = None,
+    deep: list[list[str]] | None = None,
+) -> dict[str, Any]:
+    """The figures of one run: recall against exact MaxSim, latency, quality."""
+    n = len(run.rankings)
+    lat = run.latencies_ms
+    row: dict[str, Any] = {
+        "system": run.name,
+        "settings": run.settings,
+        "queries": n,
+        "recall_at_k_vs_exact": round(
+            float(np.mean([metrics.overlap_at(r, t, k) for r, t in zip(run.rankings, truth)])), 4
+        ),
+        "latency_ms": {f"p{p}": round(metrics.percentile(lat, p), 2) for p in (50, 95, 99)},
+        "ratio_to_numpy": round(statistics.median(lat) / brute_p50, 3),
+        "ndcg_at_10": round(
+            float(np.mean([metrics.ndcg_at(r, q) for r, q in zip(run.rankings, qrels)])), 4
+        ),
+        "mrr_at_10": round(
+            float(np.mean([metrics.mrr_at(r, q) for r, q in zip(run.rankings, qrels)])), 4
+        ),
+        "recall_at_100": None
+        if deep is None
+        else round(float(np.mean([metrics.recall_at(r, q) for r, q in zip(deep, qrels)])), 4),
+    }
+    if encode_ms is not None:
+        total = [a + b for a, b in zip(lat, encode_ms)]
+        row["latency_with_encoding_ms"] = {
+            f"p{p}": round(metrics.percentile(total, p), 2) for p in (50, 95, 99)
+        }
+    row.update(run.extra)
+    return row
 
 
 def _cache_dir(config: BenchConfig) -> Path:
@@ -94,9 +174,9 @@ def encode_collection(
     data: BeirCollection, config: BenchConfig, echo: Callable[[str], None]
 ) -> Encoded:
     """Token vectors of the corpus and queries, from the on-disk cache when present."""
-    from .encoders import TokenEncoder
+    from .encoders import load_encoder
 
-    encoder = TokenEncoder.from_pretrained()
+    encoder = load_encoder(config.model)
     settings = encoder.settings()
     path = _cache_dir(config) / f"{data.name or 'collection'}-{_content_key(data, settings)}.npz"
     query_ids = sorted(data.queries)
@@ -105,13 +185,15 @@ def encode_collection(
         z = np.load(path, allow_pickle=False)
         offsets = z["query_offsets"]
         queries = [z["query_vecs"][offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+        cached_ids = [str(x) for x in z["query_ids"]]
         return Encoded(
             [str(x) for x in z["doc_ids"]],
             z["doc_vecs"],
             z["doc_offsets"],
-            [str(x) for x in z["query_ids"]],
+            cached_ids,
             [q.astype(np.float32) for q in queries],
             settings,
+            [data.queries[q] for q in cached_ids],
         )
     echo(f"encoding {len(data.corpus)} documents and {len(query_ids)} queries ...")
     docs = encoder.encode_documents([text for _, text in data.corpus], progress=True)
@@ -132,18 +214,6 @@ def encode_collection(
     os.replace(tmp, path)
     echo(f"encodings cached in {path}")
     return encode_collection(data, config, echo)
-
-
-def _ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
-    gains = [relevant.get(doc, 0) for doc in ranked[:10]]
-    dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
-    ideal = sorted(relevant.values(), reverse=True)[:10]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
-
-
-def _percentile(values: list[float], p: float) -> float:
-    return float(np.percentile(np.asarray(values), p)) if values else float("nan")
 
 
 def _storage(store: Store, coll_id: int, n_tokens: int) -> dict[str, Any]:
@@ -211,142 +281,175 @@ def _ingest(
     }
 
 
-def _run_queries(
-    coll: Any, queries: list[np.ndarray], truth: list[list[str]], k: int, **knobs: Any
-) -> dict[str, Any]:
-    latencies, recalls, stage1, stage2, plans, rankings = [], [], [], [], [], []
-    for query, expected in zip(queries, truth):
-        t0 = time.perf_counter()
-        hits = coll.search_embeddings(query, k=k, **knobs)
-        latencies.append((time.perf_counter() - t0) * 1000)
-        ids = [h.id for h in hits]
-        rankings.append(ids)
-        recalls.append(len(set(ids) & set(expected[:k])) / max(1, min(k, len(expected))))
-        stats = coll.last_search
-        stage1.append(stats.stage1_ms)
-        stage2.append(stats.stage2_ms)
-        plans.append(stats.plan)
-    return {
-        "knobs": knobs,
-        "recall_at_k": round(float(np.mean(recalls)), 4),
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p95_ms": round(_percentile(latencies, 95), 2),
-        "p99_ms": round(_percentile(latencies, 99), 2),
-        "stage1_p50_ms": round(statistics.median(stage1), 2),
-        "stage2_p50_ms": round(statistics.median(stage2), 2),
-        "plans": {p: plans.count(p) for p in sorted(set(plans))},
-        "rankings": rankings,
+def _client(
+    coll: Any, queries: list[np.ndarray], k: int, deadline: float, out: list[float]
+) -> None:
+    """One QPS client: search ``queries`` round-robin until ``deadline``."""
+    i = 0
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        coll.search_embeddings(queries[i % len(queries)], k=k)
+        out.append((time.perf_counter() - started) * 1000)
+        i += 1
+
+
+def _qps(config: BenchConfig, name: str, queries: list[np.ndarray], k: int) -> list[dict]:
+    """Queries per second of our search with 1, 2 and 4 concurrent clients, each with its own
+    Store (connections), for ``qps_seconds`` each."""
+    out = []
+    for clients in CLIENTS:
+        stores = [connect(config.dsn, schema=BENCH_SCHEMA) for _ in range(clients)]
+        colls = [s.collection(name, create=False) for s in stores]
+        for coll in colls:  # warm each client's connections
+            coll.search_embeddings(queries[0], k=k)
+        latencies: list[list[float]] = [[] for _ in range(clients)]
+        deadline = time.perf_counter() + config.qps_seconds
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(
+                target=_client, args=(colls[c], queries[c::clients], k, deadline, latencies[c])
+            )
+            for c in range(clients)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        done = [x for per in latencies for x in per]
+        out.append(
+            {
+                "clients": clients,
+                "queries": len(done),
+                "qps": round(len(done) / elapsed, 2),
+                "p50_ms": round(statistics.median(done), 2) if done else None,
+                "p95_ms": round(metrics.percentile(done, 95), 2),
+            }
+        )
+        for s in stores:
+            s.close()
+    return out
+
+
+def _server(store: Store) -> dict[str, Any]:
+    """Version, memory settings and, for a server on this machine, its processes' memory."""
+    conn = store.conn
+    info: dict[str, Any] = {
+        "version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
+        "shared_buffers": conn.execute("SHOW shared_buffers").fetchone()[0],  # type: ignore[index]
     }
+    try:
+        import psutil
 
-
-def _run_sql_queries(
-    store: Store,
-    coll: Any,
-    queries: list[np.ndarray],
-    truth: list[list[str]],
-    k: int,
-    python_rankings: list[list[str]],
-) -> dict[str, Any]:
-    """The SQL function ``search()`` on the same queries: latency, recall, and how often it
-    returned exactly the Python path's ranking."""
-    from pgvector import HalfVector
-
-    statement = sql.SQL("SELECT id FROM {}(%s, %s, %s)").format(store.table("search"))
-    latencies, recalls, same = [], [], 0
-    for query, expected, python_ids in zip(queries, truth, python_rankings):
-        t0 = time.perf_counter()
-        rows = store.conn.execute(
-            statement, (coll.name, [HalfVector(v) for v in query], k)
-        ).fetchall()
-        latencies.append((time.perf_counter() - t0) * 1000)
-        ids = [r[0] for r in rows]
-        recalls.append(len(set(ids) & set(expected[:k])) / max(1, min(k, len(expected))))
-        same += ids == python_ids
-    return {
-        "recall_at_k": round(float(np.mean(recalls)), 4),
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p95_ms": round(_percentile(latencies, 95), 2),
-        "same_ranking_as_python": round(same / max(1, len(queries)), 4),
-    }
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+        rss = pss = 0
+        for proc in psutil.process_iter(["name"]):
+            try:
+                if proc.info["name"] == "postgres" and proc.cwd() == data_dir:
+                    full = proc.memory_full_info()
+                    rss += full.rss
+                    pss += getattr(full, "pss", full.rss)
+            except (psutil.Error, OSError):
+                continue
+        if rss:
+            info["memory_rss_mb"] = round(rss / 2**20, 1)
+            info["memory_pss_mb"] = round(pss / 2**20, 1)
+    except Exception as exc:  # not superuser, psutil missing, or a remote server
+        log.info("server memory not measured: %s", exc)
+    return info
 
 
 def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the benchmark; writes NAME.json and NAME.md under ``config.out``."""
-    data = load_beir(config.data_dir, limit_docs=config.limit_docs)
+    """Run the benchmark; writes NAME.json, NAME.md and NAME-recall-latency.png."""
+    data = config.collection or load_beir(config.data_dir, limit_docs=config.limit_docs)
     enc = encode_collection(data, config, echo)
-    query_ids, queries = enc.query_ids, enc.queries
+    query_ids, queries, texts = enc.query_ids, enc.queries, enc.query_texts
     if config.max_queries is not None:
         query_ids, queries = query_ids[: config.max_queries], queries[: config.max_queries]
+        texts = texts[: config.max_queries]
+    qrels = [data.qrels.get(q, {}) for q in query_ids]
     name = data.name + (f"-{config.limit_docs}" if config.limit_docs else "")
     k = config.k
+    deep_k = 100 if config.recall_at_100 else None
+    systems: list[dict[str, Any]] = []
+    sweep: list[dict[str, Any]] = []
     with connect(config.dsn, schema=BENCH_SCHEMA) as store:
         coll, ingest = _ingest(store, f"bench-{name}", enc, echo, config.keep)
         n_tokens = len(enc.doc_tokens)
         storage = _storage(store, coll.id, n_tokens)
 
         echo("exhaustive numpy MaxSim (ground truth) ...")
-        matrix = enc.doc_tokens.astype(np.float32)
-        brute_ms, truth = [], []
-        for query in queries:
-            t0 = time.perf_counter()
-            scores = maxsim_packed(query, matrix, enc.doc_offsets)
-            top = np.argsort(-scores, kind="stable")[: max(k, 10)]
-            brute_ms.append((time.perf_counter() - t0) * 1000)
-            truth.append([enc.doc_ids[j] for j in top])
-        del matrix
-        brute_p50 = statistics.median(brute_ms)
+        exhaustive = Exhaustive(enc.doc_tokens, enc.doc_offsets, enc.doc_ids)
+        brute = _timed(partial(exhaustive.search, k=100), queries)
+        brute.name, brute.settings = exhaustive.name, {}
+        truth = brute.rankings
+        brute_p50 = statistics.median(brute.latencies_ms)
+        del exhaustive
+
+        echo("encoding each query alone (for latency with encoding) ...")
+        encode_ms = _encode_latency(config, texts)
 
         echo("our search at defaults ...")
-        _run_queries(coll, queries[:5], truth[:5], k)  # warm the caches
-        ours = _run_queries(coll, queries, truth, k)
-        ours["ratio_to_numpy"] = round(ours["p50_ms"] / brute_p50, 3)
-        defaults = coll.last_search
-        echo(
-            f"  recall@{k} {ours['recall_at_k']:.4f}  p50 {ours['p50_ms']:.1f} ms  "
-            f"({ours['ratio_to_numpy']:.2f}x exhaustive numpy at {brute_p50:.1f} ms)"
-        )
+        _timed(partial(_ids, coll, k=k), queries[:5])  # warm the caches
+        plans: list[str] = []
+
+        def ours_search(q: np.ndarray) -> list[str]:
+            ids = [h.id for h in coll.search_embeddings(q, k=k)]
+            plans.append(coll.last_search.plan if coll.last_search else "?")
+            return ids
+
+        ours = _timed(ours_search, queries)
+        ours.name = "lateinteract_pg (defaults)"
+        ours.settings = dict(vars(planner.default_knobs(k)))
+        ours.extra = {"plans": {p: plans.count(p) for p in sorted(set(plans))}}
+        deep = None
+        if deep_k:
+            echo("  (recall@100 pass, untimed) ...")
+            deep = [[h.id for h in coll.search_embeddings(q, k=deep_k)] for q in queries]
+        systems.append(_summary(ours, truth, qrels, k, brute_p50, encode_ms, deep))
+        echo(_line(systems[-1]))
+
         echo("the SQL function search() at defaults ...")
-        sql_path = _run_sql_queries(store, coll, queries, truth, k, ours["rankings"])
-        sql_path["ratio_to_numpy"] = round(sql_path["p50_ms"] / brute_p50, 3)
-        echo(
-            f"  recall@{k} {sql_path['recall_at_k']:.4f}  p50 {sql_path['p50_ms']:.1f} ms  "
-            f"same ranking as Python for {sql_path['same_ranking_as_python']:.0%} of queries"
-        )
-        sweep = []
+        statement = sql.SQL("SELECT id FROM {}(%s, %s, %s)").format(store.table("search"))
+        from pgvector import HalfVector
+
+        def sql_search(q: np.ndarray) -> list[str]:
+            params = (coll.name, [HalfVector(v) for v in q], k)
+            return [r[0] for r in store.conn.execute(statement, params).fetchall()]
+
+        sql_run = _timed(sql_search, queries)
+        sql_run.name, sql_run.settings = "lateinteract.search() in SQL (defaults)", ours.settings
+        same = sum(a == b for a, b in zip(sql_run.rankings, ours.rankings))
+        sql_run.extra = {"same_ranking_as_python": round(same / max(1, len(queries)), 4)}
+        systems.append(_summary(sql_run, truth, qrels, k, brute_p50, encode_ms))
+        echo(_line(systems[-1]))
+
+        echo(f"QPS with {', '.join(map(str, CLIENTS))} clients ...")
+        qps = _qps(config, coll.name, queries, k)
+        for row in qps:
+            echo(f"  {row['clients']} clients: {row['qps']} queries/s, p50 {row['p50_ms']} ms")
+
         if config.sweep:
             for knobs in config.sweep_settings:
-                row = _run_queries(coll, queries, truth, k, plan="index", **knobs)
-                row["ratio_to_numpy"] = round(row["p50_ms"] / brute_p50, 3)
-                echo(
-                    f"  sweep {knobs}: recall {row['recall_at_k']:.4f} "
-                    f"p50 {row['p50_ms']:.1f} ms ({row['ratio_to_numpy']:.2f}x)"
-                )
-                row.pop("rankings")
-                sweep.append(row)
-        quality = {
-            "ndcg_at_10_exact": round(
-                float(
-                    np.mean(
-                        [_ndcg_at_10(t, data.qrels.get(q, {})) for q, t in zip(query_ids, truth)]
-                    )
-                ),
-                4,
-            ),
-            "ndcg_at_10_ours": round(
-                float(
-                    np.mean(
-                        [
-                            _ndcg_at_10(r, data.qrels.get(q, {}))
-                            for q, r in zip(query_ids, ours["rankings"])
-                        ]
-                    )
-                ),
-                4,
-            ),
-        }
-        ours.pop("rankings")
+                run = _timed(partial(_ids, coll, k=k, plan="index", **knobs), queries)
+                run.name, run.settings = "lateinteract_pg", dict(knobs)
+                sweep.append(_summary(run, truth, qrels, k, brute_p50))
+                echo("  sweep " + _line(sweep[-1]))
+
+        peers: dict[str, Any] = {}
+        if config.peers:
+            peers = _run_peers(config, store, coll, enc, queries, truth, qrels, brute_p50, echo)
+            systems.extend(peers.pop("systems"))
+            sweep.extend(peers.pop("sweep"))
+        server = _server(store)
         if not config.keep:
             store.drop_collection(coll.name)
+
+    brute_row = _summary(
+        Run(brute.name, {}, [t[:k] for t in truth], brute.latencies_ms), truth, qrels, k,
+        brute_p50, encode_ms, truth,
+    )  # fmt: skip
+    systems.insert(0, brute_row)
     report: dict[str, Any] = {
         "name": name,
         "data_dir": str(config.data_dir),
@@ -356,6 +459,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
+        "server": server,
         "encoder": enc.encoder,
         "documents": len(enc.doc_ids),
         "token_rows": n_tokens,
@@ -364,62 +468,214 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         "k": k,
         "ingest": ingest,
         "storage": storage,
-        "exhaustive_numpy": {
-            "p50_ms": round(brute_p50, 2),
-            "p95_ms": round(_percentile(brute_ms, 95), 2),
-        },
-        "ours_default": ours,
-        "sql_search_default": sql_path,
-        "default_knobs": {
-            "candidates_per_token": defaults.candidates_per_token if defaults else None,
-            "ef_search": defaults.ef_search if defaults else None,
-            "rerank_depth": defaults.rerank_depth if defaults else None,
-        },
+        "encoding_ms": {f"p{p}": round(metrics.percentile(encode_ms, p), 2) for p in (50, 95, 99)},
+        "systems": systems,
+        "qps": qps,
         "sweep": sweep,
-        "quality": quality,
+        "peers": peers,
     }
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / f"{name}.json").write_text(json.dumps(report, indent=2))
     (config.out / f"{name}.md").write_text(_markdown(report))
+    _plot_recall_latency(report, config.out / f"{name}-recall-latency.png")
     echo(_markdown(report))
     return report
 
 
+def _encode_latency(config: BenchConfig, texts: list[str]) -> list[float]:
+    from .encoders import load_encoder
+
+    encoder = load_encoder(config.model)
+    encoder.encode_queries([texts[0]])  # warm
+    out = []
+    for text in texts:
+        started = time.perf_counter()
+        encoder.encode_queries([text])
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def _run_peers(
+    config: BenchConfig,
+    store: Store,
+    coll: Any,
+    enc: Encoded,
+    queries: list[np.ndarray],
+    truth: list[list[str]],
+    qrels: list[dict[str, int]],
+    brute_p50: float,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    k = config.k
+    systems, sweep = [], []
+    echo("voyager: building (or loading) the in-memory per-token HNSW ...")
+    voyager = VoyagerPeer(
+        enc.doc_tokens, enc.doc_offsets, enc.doc_ids, cache_dir=_cache_dir(config)
+    )
+    voyager.build()
+    echo(
+        "  loaded from cache"
+        if voyager.loaded_from_cache
+        else f"  built in {voyager.build_s:.1f} s"
+    )
+    run = _timed(partial(voyager.search, k=k, per_token=VOYAGER_PER_TOKEN), queries)
+    run.name = voyager.name
+    run.settings = {"M": voyager.m, "ef_construction": voyager.ef_construction,
+                    "per_token": VOYAGER_PER_TOKEN}  # fmt: skip
+    deep = [voyager.search(q, 100, VOYAGER_PER_TOKEN) for q in queries]
+    index_bytes = voyager.index_bytes()
+    run.extra = {
+        "build_s": None if voyager.build_s is None else round(voyager.build_s, 1),
+        "index_bytes_per_token": None
+        if index_bytes is None
+        else round(index_bytes / len(enc.doc_tokens), 1),
+    }
+    systems.append(_summary(run, truth, qrels, k, brute_p50, None, deep))
+    echo(_line(systems[-1]))
+    if config.sweep:
+        for per_token in VOYAGER_SWEEP:
+            run = _timed(partial(voyager.search, k=k, per_token=per_token), queries)
+            run.name, run.settings = voyager.name, {"per_token": per_token}
+            sweep.append(_summary(run, truth, qrels, k, brute_p50))
+            echo("  sweep " + _line(sweep[-1]))
+    del voyager
+
+    subset = queries[: config.peer_queries]
+    echo(f"SQL only (pgvector-python's ColBERT example), first {len(subset)} queries ...")
+    sql_only = SqlOnlyPeer(store, coll)
+    arrays_s = sql_only.build()
+    run = _timed(partial(sql_only.search, k=k, per_token=SQL_ONLY_PER_TOKEN), subset)
+    run.name, run.settings = sql_only.name, {"per_token": SQL_ONLY_PER_TOKEN}
+    run.extra = {
+        "arrays_build_s": round(arrays_s, 1),
+        "arrays_bytes_per_token": round(sql_only.bytes() / len(enc.doc_tokens), 1),
+    }
+    n = len(subset)
+    systems.append(_summary(run, truth[:n], qrels[:n], k, brute_p50))
+    echo(_line(systems[-1]))
+    if config.sweep:
+        for per_token in SQL_ONLY_SWEEP:
+            run = _timed(partial(sql_only.search, k=k, per_token=per_token), subset)
+            run.name, run.settings = sql_only.name, {"per_token": per_token}
+            sweep.append(_summary(run, truth[:n], qrels[:n], k, brute_p50))
+            echo("  sweep " + _line(sweep[-1]))
+    return {
+        "systems": systems,
+        "sweep": sweep,
+        "fast_plaid": (
+            "not run: the fast-plaid wheel (1.7.0) requires torch==2.11.0 exactly; with this "
+            "project's CPU torch 2.13.0 its compiled extension crashes (SIGSEGV) in "
+            "FastPlaid.create(), and no CPU build of torch 2.11.0 is available to this machine"
+        ),
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (
+        f"  {row['system']} {row['settings']}: recall@10 {row['recall_at_k_vs_exact']:.4f} "
+        f"p50 {row['latency_ms']['p50']:.1f} ms ({row['ratio_to_numpy']:.2f}x numpy) "
+        f"nDCG@10 {row['ndcg_at_10']:.4f}"
+    )
+
+
 def _markdown(r: dict[str, Any]) -> str:
-    o, b, s = r["ours_default"], r["exhaustive_numpy"], r["storage"]
-    q = r["sql_search_default"]
+    s = r["storage"]
     lines = [
         f"## {r['name']}: {r['documents']} documents, {r['token_rows']} token rows, "
         f"{r['queries']} queries ({r['query_tokens_mean']} tokens each)",
         "",
-        "| system | recall@{k} vs exact | p50 ms | p95 ms | p50 / exhaustive numpy |".format(
-            k=r["k"]
-        ),
-        "|---|---|---|---|---|",
-        f"| exhaustive numpy MaxSim | 1.0000 | {b['p50_ms']} | {b['p95_ms']} | 1.00 |",
-        f"| lateinteract_pg (defaults) | {o['recall_at_k']:.4f} | {o['p50_ms']} | "
-        f"{o['p95_ms']} | {o['ratio_to_numpy']:.2f} |",
-        f"| SQL search() (defaults) | {q['recall_at_k']:.4f} | {q['p50_ms']} | "
-        f"{q['p95_ms']} | {q['ratio_to_numpy']:.2f} |",
+        f"| system | settings | queries | recall@{r['k']} vs exact | p50 ms | p95 ms | p99 ms "
+        "| p50 / numpy | nDCG@10 | MRR@10 | recall@100 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in r["sweep"]:
+    for row in [*r["systems"], *r["sweep"]]:
+        lat = row["latency_ms"]
+        r100 = "" if row["recall_at_100"] is None else f"{row['recall_at_100']:.4f}"
+        settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
         lines.append(
-            f"| lateinteract_pg {row['knobs']} | {row['recall_at_k']:.4f} | {row['p50_ms']} | "
-            f"{row['p95_ms']} | {row['ratio_to_numpy']:.2f} |"
+            f"| {row['system']} | {settings} | {row['queries']} | "
+            f"{row['recall_at_k_vs_exact']:.4f} | {lat['p50']} | {lat['p95']} | {lat['p99']} | "
+            f"{row['ratio_to_numpy']:.2f} | {row['ndcg_at_10']:.4f} | {row['mrr_at_10']:.4f} | "
+            f"{r100} |"
         )
     ingest = r["ingest"]
     lines += [
         "",
-        f"default knobs: {r['default_knobs']}; plans used: {o['plans']}; SQL search() "
-        f"returned the Python path's ranking for {q['same_ranking_as_python']:.0%} of queries",
-        f"nDCG@10: exact {r['quality']['ndcg_at_10_exact']}, "
-        f"ours {r['quality']['ndcg_at_10_ours']}",
+        "query encoding alone: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms".format(**r["encoding_ms"]),
+        "QPS (our search, defaults): "
+        + ", ".join(
+            f"{q['clients']} clients {q['qps']}/s (p50 {q['p50_ms']} ms)" for q in r["qps"]
+        ),
         f"storage: {s['bytes_per_token']['total']} bytes/token "
         f"({', '.join(f'{k} {v}' for k, v in s['bytes_per_token'].items() if k != 'total')})",
+        f"server: PostgreSQL {r['server'].get('version')}, shared_buffers "
+        f"{r['server'].get('shared_buffers')}, processes' PSS "
+        f"{r['server'].get('memory_pss_mb', '?')} MB",
     ]
     if not ingest.get("reused"):
         lines.append(
             f"ingest: COPY {ingest['copy_rows_per_s']} rows/s, "
             f"HNSW build {ingest['hnsw_build_s']} s"
         )
+    if r["peers"].get("fast_plaid"):
+        lines.append(f"fast-plaid: {r['peers']['fast_plaid']}")
     return "\n".join(lines) + "\n"
+
+
+def _plot_recall_latency(report: dict[str, Any], path: Path) -> None:
+    from .plots import recall_latency
+
+    recall_latency(report, path)
+
+
+def run_scaling(
+    data_root: Path,
+    config: BenchConfig,
+    sizes: Sequence[int] = (1000,),
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The same measurement at growing sizes: the first ``sizes`` documents of scifact, all
+    of scifact, then every collection under ``data_root`` merged. Writes scaling.json/.md/.png.
+    """
+    runs = []
+    base = replace(config, sweep=False, peer_queries=min(config.peer_queries, 30))
+    for size in sizes:
+        runs.append(run_bench(replace(base, data_dir=data_root / "scifact", limit_docs=size), echo))
+    runs.append(run_bench(replace(base, data_dir=data_root / "scifact"), echo))
+    merged = merge_collections(
+        sorted(p for p in data_root.iterdir() if (p / "corpus.jsonl").is_file())
+    )
+    runs.append(run_bench(replace(base, data_dir=data_root, collection=merged), echo))
+    rows = []
+    for r in runs:
+        for system in r["systems"]:
+            rows.append(
+                {
+                    "collection": r["name"],
+                    "documents": r["documents"],
+                    "token_rows": r["token_rows"],
+                    "system": system["system"],
+                    "p50_ms": system["latency_ms"]["p50"],
+                    "recall_at_k_vs_exact": system["recall_at_k_vs_exact"],
+                    "ratio_to_numpy": system["ratio_to_numpy"],
+                    "bytes_per_token": r["storage"]["bytes_per_token"]["total"],
+                    "plans": system.get("plans"),
+                }
+            )
+    report = {"runs": [r["name"] for r in runs], "rows": rows}
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "scaling.json").write_text(json.dumps(report, indent=2))
+    from .plots import latency_vs_size
+
+    latency_vs_size(rows, config.out / "scaling-latency.png")
+    table = ["| collection | documents | token rows | system | p50 ms | recall@10 vs exact "
+             "| p50 / numpy | bytes/token |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        table.append(
+            f"| {row['collection']} | {row['documents']} | {row['token_rows']} | "
+            f"{row['system']} | {row['p50_ms']} | {row['recall_at_k_vs_exact']:.4f} | "
+            f"{row['ratio_to_numpy']:.2f} | {row['bytes_per_token']} |"
+        )
+    (config.out / "scaling.md").write_text("\n".join(table) + "\n")
+    echo("\n".join(table))
+    return report

@@ -19,6 +19,10 @@ __all__ = ["main"]
 
 DSN_HELP = "PostgreSQL DSN; default $LATEINTERACT_PG_DSN, else the embedded server"
 SCHEMA_HELP = "schema holding lateinteract_pg's tables"
+MODEL_HELP = (
+    "ColBERT checkpoint (hub name or local folder, Stanford or PyLate format), or 'minilm' for "
+    "the packaged all-MiniLM-L6-v2 as a plain token encoder"
+)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -95,64 +99,93 @@ def demo(
     )
 
 
+def bench_options(command: F) -> F:
+    """Options shared by ``bench`` and ``scaling``."""
+    for option in reversed(
+        [
+            click.option("--dsn", default=None, help=DSN_HELP),
+            click.option(
+                "--out",
+                type=click.Path(path_type=Path),
+                default=Path("bench-results"),
+                show_default=True,
+                help="folder for the JSON, Markdown and PNG results",
+            ),
+            click.option(
+                "--model", default="minilm", show_default=True, help="encoder: " + MODEL_HELP
+            ),
+            click.option(
+                "--queries", "max_queries", type=int, default=None, help="use the first N queries"
+            ),
+            click.option("--k", type=int, default=10, show_default=True),
+            click.option("--peers/--no-peers", default=True, help="measure Voyager and SQL-only"),
+            click.option(
+                "--peer-queries",
+                type=int,
+                default=100,
+                show_default=True,
+                help="queries for the (slow) SQL-only peer",
+            ),
+            click.option(
+                "--qps-seconds",
+                type=float,
+                default=10.0,
+                show_default=True,
+                help="seconds per client count in the QPS measurement",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--dsn", default=None, help=DSN_HELP)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("bench-results"),
-    show_default=True,
-    help="folder for the JSON and Markdown results",
-)
+@bench_options
 @click.option("--limit-docs", type=int, default=None, help="use the first N documents")
-@click.option("--queries", "max_queries", type=int, default=None, help="use the first N queries")
-@click.option("--k", type=int, default=10, show_default=True)
 @click.option("--sweep/--no-sweep", default=False, help="also sweep the tuning knobs")
 @click.option("--keep/--no-keep", default=True, help="keep the collection for the next run")
-@click.option("--quick", is_flag=True, help="a few queries, no sweep: checks the bench runs")
+@click.option("--quick", is_flag=True, help="5 queries, 1 s per QPS step: checks the bench runs")
 def bench(
-    data_dir: Path,
-    dsn: str | None,
-    out: Path,
-    limit_docs: int | None,
-    max_queries: int | None,
-    k: int,
-    sweep: bool,
-    keep: bool,
-    quick: bool,
+    data_dir: Path, limit_docs: int | None, sweep: bool, keep: bool, quick: bool, **options: Any
 ) -> None:
-    """Measure recall against exact MaxSim, latency against exhaustive numpy, and cost."""
+    """Quality, latency and cost of our search and of its peers (exhaustive numpy, Voyager,
+    SQL-only) on one BEIR-layout collection, in one run."""
     from .bench import BenchConfig, run_bench
 
+    if quick:
+        options["max_queries"] = options["max_queries"] or 5
+        options["qps_seconds"] = 1.0
     config = BenchConfig(
-        data_dir=data_dir,
-        dsn=dsn,
-        out=out,
-        limit_docs=limit_docs,
-        max_queries=5 if quick and max_queries is None else max_queries,
-        k=k,
-        sweep=sweep and not quick,
-        keep=keep,
+        data_dir=data_dir, limit_docs=limit_docs, sweep=sweep, keep=keep, **options
     )
     report = run_bench(config, echo=click.echo)
-    click.echo(f"results: {out / (report['name'] + '.json')}")
+    click.echo(f"results: {config.out / (report['name'] + '.json')}")
+
+
+@cli.command()
+@click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@bench_options
+@click.option(
+    "--sizes",
+    default="1000",
+    show_default=True,
+    help="comma-separated document counts of scifact to measure before all of it",
+)
+def scaling(data_root: Path, sizes: str, **options: Any) -> None:
+    """The bench at growing sizes: the first N documents of DATA_ROOT/scifact, all of it,
+    then every collection under DATA_ROOT merged; writes scaling.json, .md and .png."""
+    from .bench import BenchConfig, run_scaling
+
+    counts = [int(x) for x in sizes.split(",") if x.strip()]
+    config = BenchConfig(data_dir=data_root, **options)
+    run_scaling(data_root, config, counts, echo=click.echo)
 
 
 def _load_encoder(model: str) -> Any:
-    if model == "minilm":
-        from .encoders import TokenEncoder
+    from .encoders import load_encoder
 
-        return TokenEncoder.from_pretrained()
-    from .colbert import ColBERTEncoder
-
-    return ColBERTEncoder.from_pretrained(model)
-
-
-MODEL_HELP = (
-    "ColBERT checkpoint (hub name or local folder, Stanford or PyLate format), or 'minilm' for "
-    "the packaged all-MiniLM-L6-v2 as a plain token encoder"
-)
+    return load_encoder(model)
 
 
 @cli.command()

@@ -11,14 +11,21 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lateinteract_pg.errors import InvalidInput
 
-__all__ = ["STDLIB_MODULES", "BeirCollection", "load_beir", "split_passages", "stdlib_passages"]
+__all__ = [
+    "STDLIB_MODULES",
+    "BeirCollection",
+    "load_beir",
+    "merge_collections",
+    "split_passages",
+    "stdlib_passages",
+]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +161,33 @@ STDLIB_MODULES: tuple[str, ...] = tuple(_STDLIB_MODULE_NAMES.split())
 """The modules whose docstrings :func:`stdlib_passages` uses, in order."""
 
 _SIGNATURE = re.compile(r"^[\w.]+\(.*\)(\s*->.*)?$")
+
+
+def merge_collections(paths: Sequence[str | Path], name: str = "merged") -> BeirCollection:
+    """Several BEIR collections as one: ids become ``"<collection>/<id>"``, so that documents
+    and queries of different collections never collide; each query keeps its own qrels.
+
+    Raises
+    ------
+    InvalidInput
+        No paths, or two collections with the same folder name.
+    """
+    if not paths:
+        raise InvalidInput("merge_collections needs at least one collection")
+    corpus: list[tuple[str, str]] = []
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    seen: set[str] = set()
+    for path in paths:
+        part = load_beir(path)
+        if part.name in seen:
+            raise InvalidInput(f"two collections named {part.name!r}")
+        seen.add(part.name)
+        corpus += [(f"{part.name}/{d}", text) for d, text in part.corpus]
+        queries |= {f"{part.name}/{q}": text for q, text in part.queries.items()}
+        for q, judged in part.qrels.items():
+            qrels[f"{part.name}/{q}"] = {f"{part.name}/{d}": g for d, g in judged.items()}
+    return BeirCollection(corpus, queries, qrels, name)
 
 
 def split_passages(text: str, max_words: int) -> list[str]:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from lateinteract_pg.errors import EncoderUnavailable, InvalidInput
 
-__all__ = ["TokenEncoder"]
+__all__ = ["TokenEncoder", "load_encoder"]
 
 log = logging.getLogger(__name__)
 
@@ -222,3 +222,13 @@ class TokenEncoder:
                     out[i] = np.ascontiguousarray(hidden[row, : len(ids[i])], dtype=np.float32)
                 bar.update(len(chunk))
         return out
+
+
+def load_encoder(model: str = "minilm") -> Any:
+    """``"minilm"``: the packaged all-MiniLM-L6-v2 as a plain :class:`TokenEncoder`; anything
+    else: a ColBERT checkpoint (hub name or folder) through ``ColBERTEncoder``."""
+    if model == "minilm":
+        return TokenEncoder.from_pretrained()
+    from .colbert import ColBERTEncoder
+
+    return ColBERTEncoder.from_pretrained(model)

@@ -88,3 +88,22 @@ def test_stdlib_passages() -> None:
     assert all(text.strip() and len(text.split()) <= 120 for _, text in passages)
     assert "topic:for:0" in ids and "module:json:0" in ids and "json.dumps:0" in ids
     assert all(len(t.split()) <= 40 for _, t in stdlib_passages(max_words=40))
+
+
+def test_merge_collections_prefixes_ids_and_keeps_qrels() -> None:
+    from lateinteract_pg.datasets import merge_collections
+
+    paths = [collection("adi"), collection("medline")]
+    adi, medline = load_beir(paths[0]), load_beir(paths[1])
+    merged = merge_collections(paths)
+    assert merged.name == "merged"
+    assert len(merged.corpus) == len(adi.corpus) + len(medline.corpus)
+    assert len(merged.queries) == len(adi.queries) + len(medline.queries)
+    doc_id, text = adi.corpus[0]
+    assert merged.corpus[0] == (f"adi/{doc_id}", text)
+    query_id = next(iter(medline.qrels))
+    assert merged.qrels[f"medline/{query_id}"] == {
+        f"medline/{d}": g for d, g in medline.qrels[query_id].items()
+    }
+    with pytest.raises(InvalidInput):
+        merge_collections([paths[0], paths[0]])

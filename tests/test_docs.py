@@ -89,6 +89,7 @@ COMMANDS = [
     [],
     ["demo"],
     ["bench"],
+    ["scaling"],
     ["migrate"],
     ["dsn"],
     ["collections"],

@@ -1,0 +1,63 @@
+"""The bench's figures (matplotlib, drawn to PNG files without a display)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["latency_vs_size", "recall_latency"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def recall_latency(report: dict[str, Any], path: Path) -> None:
+    """recall@k against exact MaxSim versus p50 latency, one series per system."""
+    plt = _pyplot()
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row in [*report["systems"], *report["sweep"]]:
+        name = row["system"].replace(" (defaults)", "")
+        series[name].append((row["latency_ms"]["p50"], row["recall_at_k_vs_exact"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in series.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency per query (ms, log scale)")
+    ax.set_ylabel(f"recall@{report['k']} against exact MaxSim")
+    ax.set_title(
+        f"{report['name']}: {report['documents']} documents, {report['token_rows']} tokens"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def latency_vs_size(rows: list[dict[str, Any]], path: Path) -> None:
+    """p50 latency versus the number of token rows, one series per system."""
+    plt = _pyplot()
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for row in rows:
+        series[row["system"]].append((row["token_rows"], row["p50_ms"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in series.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("token rows in the collection (log scale)")
+    ax.set_ylabel("p50 latency per query (ms, log scale)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -664,6 +664,13 @@ def run_scaling(
         sorted(p for p in data_root.iterdir() if (p / "corpus.jsonl").is_file())
     )
     runs.append(run_bench(replace(base, data_dir=data_root, collection=merged), echo))
+    return write_scaling(runs, config.out, echo)
+
+
+def write_scaling(
+    runs: list[dict[str, Any]], out: Path, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """scaling.json, scaling.md and scaling-latency.png from bench reports of growing size."""
     rows = []
     for r in runs:
         for system in r["systems"]:
@@ -672,8 +679,10 @@ def run_scaling(
                     "collection": r["name"],
                     "documents": r["documents"],
                     "token_rows": r["token_rows"],
+                    "queries": system["queries"],
                     "system": system["system"],
                     "p50_ms": system["latency_ms"]["p50"],
+                    "p95_ms": system["latency_ms"]["p95"],
                     "recall_at_k_vs_exact": system["recall_at_k_vs_exact"],
                     "ratio_to_numpy": system["ratio_to_numpy"],
                     "bytes_per_token": r["storage"]["bytes_per_token"]["total"],
@@ -681,19 +690,21 @@ def run_scaling(
                 }
             )
     report = {"runs": [r["name"] for r in runs], "rows": rows}
-    config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "scaling.json").write_text(json.dumps(report, indent=2))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scaling.json").write_text(json.dumps(report, indent=2))
     from .plots import latency_vs_size
 
-    latency_vs_size(rows, config.out / "scaling-latency.png")
-    table = ["| collection | documents | token rows | system | p50 ms | recall@10 vs exact "
-             "| p50 / numpy | bytes/token |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    latency_vs_size(rows, out / "scaling-latency.png")
+    table = ["| collection | documents | token rows | queries | system | p50 ms | p95 ms "
+             "| recall@10 vs exact | p50 / numpy | bytes/token |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in rows:
         table.append(
             f"| {row['collection']} | {row['documents']} | {row['token_rows']} | "
-            f"{row['system']} | {row['p50_ms']} | {row['recall_at_k_vs_exact']:.4f} | "
-            f"{row['ratio_to_numpy']:.2f} | {row['bytes_per_token']} |"
+            f"{row['queries']} | {row['system']} | {row['p50_ms']} | {row['p95_ms']} | "
+            f"{row['recall_at_k_vs_exact']:.4f} | {row['ratio_to_numpy']:.2f} | "
+            f"{row['bytes_per_token']} |"
         )
-    (config.out / "scaling.md").write_text("\n".join(table) + "\n")
+    (out / "scaling.md").write_text("\n".join(table) + "\n")
     echo("\n".join(table))
     return report

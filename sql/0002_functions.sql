@@ -143,25 +143,33 @@ BEGIN
         IF candidates IS NULL THEN
             RETURN;
         END IF;
+    ELSE
+        -- every document, as an array too: stage 2 is then one statement whose cached
+        -- (generic) plan always looks documents up by id
+        SELECT pg_catalog.array_agg(d.id) INTO candidates
+        FROM documents AS d WHERE d.collection_id = c.collection_id;
     END IF;
 
-    -- Stage 2: exact MaxSim of the candidates (every document when candidates is NULL)
+    -- Stage 2: exact MaxSim of the candidates.
+    -- Each document's token vectors are read once into an array, and every query token
+    -- takes its max over that array: no join of query tokens with token rows, which
+    -- needs a hash aggregate over (document, query token) and, above work_mem, spills
+    -- the token rows to disk and reads them back once per query token.
     RETURN QUERY
-    WITH pool AS (
-        SELECT d.id AS doc_id
+    WITH scored AS (
+        SELECT d.id AS doc_id,
+               (SELECT sum((SELECT max(-(e <#> q.v)) FROM pg_catalog.unnest(doc.vectors) AS e))
+                FROM pg_catalog.unnest(query) AS q(v)) AS score
         FROM documents AS d
+        CROSS JOIN LATERAL (
+            SELECT pg_catalog.array_agg(t.embedding) AS vectors
+            FROM tokens AS t
+            WHERE t.collection_id = c.collection_id AND t.doc_id = d.id
+        ) AS doc
         WHERE d.collection_id = c.collection_id
-          AND (candidates IS NULL OR d.id = ANY (candidates))
-    ), per_token_best AS (
-        SELECT t.doc_id, q.i, max(-(t.embedding <#> q.v)) AS sim
-        FROM pool
-        JOIN tokens AS t ON t.collection_id = c.collection_id AND t.doc_id = pool.doc_id
-        CROSS JOIN pg_catalog.unnest(query) WITH ORDINALITY AS q(v, i)
-        GROUP BY t.doc_id, q.i
-    ), scored AS (
-        SELECT p.doc_id, sum(p.sim) AS score
-        FROM per_token_best AS p GROUP BY p.doc_id
-        ORDER BY score DESC, p.doc_id
+          AND d.id = ANY (candidates)
+          AND doc.vectors IS NOT NULL
+        ORDER BY score DESC, d.id
         LIMIT k
     )
     SELECT d.external_id, s.score, d.text, d.metadata

@@ -129,7 +129,7 @@ def bench_options(command: F) -> F:
             click.option(
                 "--qps-seconds",
                 type=float,
-                default=10.0,
+                default=5.0,
                 show_default=True,
                 help="seconds per client count in the QPS measurement",
             ),
@@ -143,7 +143,9 @@ def bench_options(command: F) -> F:
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @bench_options
 @click.option("--limit-docs", type=int, default=None, help="use the first N documents")
-@click.option("--sweep/--no-sweep", default=False, help="also sweep the tuning knobs")
+@click.option(
+    "--sweep/--no-sweep", default=False, help="also sweep the tuning knobs (first 100 queries)"
+)
 @click.option("--keep/--no-keep", default=True, help="keep the collection for the next run")
 @click.option("--quick", is_flag=True, help="5 queries, 1 s per QPS step: checks the bench runs")
 def bench(

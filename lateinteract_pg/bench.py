@@ -393,16 +393,16 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         brute = _timed(partial(exhaustive.search, k=100), queries)
         brute.name, brute.settings = exhaustive.name, {}
         truth = brute.rankings
-        brute_p50 = statistics.median(brute.latencies_ms)
+        brute_p50 = _p50(brute)
         del exhaustive
 
         echo("encoding each query alone (for latency with encoding) ...")
         encode_ms = _encode_latency(config, texts)
 
         echo("our search at defaults ...")
-        # An untimed pass over the queries first: the peers hold everything in process
-        # memory, so we are timed with the index and token pages in shared_buffers too (a
-        # collection measured after a larger one otherwise starts from evicted pages).
+        # An untimed pass over the first sweep_queries queries: the peers hold everything in
+        # process memory, so we are timed with the index and token pages in shared_buffers
+        # too (a collection measured after a larger one otherwise starts from evicted pages).
         _timed(partial(_ids, coll, k=k), queries[: config.sweep_queries])
         plans: list[str] = []
 

@@ -42,6 +42,7 @@ from . import metrics, planner
 from .datasets import BeirCollection, load_beir, merge_collections
 from .peers import Exhaustive, SqlOnlyPeer, VoyagerPeer
 from .store import Store, connect
+from .types import CandidateIndex
 
 __all__ = ["BenchConfig", "run_bench", "run_scaling"]
 
@@ -57,6 +58,14 @@ DEFAULT_SWEEP: list[dict[str, int]] = [
 ]  # fmt: skip
 VOYAGER_PER_TOKEN = 100  # the DESIGN recipe: top-100 document tokens per query token
 VOYAGER_SWEEP = [16, 32, 64]
+# the binary candidate index: the defaults, then wider probes and deeper re-ranking, which
+# Hamming distances over sign bits need for the same recall
+BINARY_SWEEP: list[dict[str, int]] = [
+    {},
+    {"candidates_per_token": 300, "ef_search": 300, "rerank_depth": 200},
+    {"candidates_per_token": 300, "ef_search": 300, "rerank_depth": 400},
+    {"candidates_per_token": 500, "ef_search": 500, "rerank_depth": 400},
+]
 SQL_ONLY_PER_TOKEN = 10
 SQL_ONLY_SWEEP = [5, 20]
 CLIENTS = (1, 2, 4)
@@ -81,6 +90,8 @@ class BenchConfig:
     sweep_queries: int = 100  # the sweep and the peers' sweeps run the first N queries
     recall_at_100: bool = True
     collection: BeirCollection | None = None  # given instead of data_dir (the scaling run)
+    storage_options: bool = False  # also measure the binary candidate index
+    binary_settings: list[dict[str, int]] = field(default_factory=lambda: list(BINARY_SWEEP))
 
 
 @dataclass
@@ -263,18 +274,23 @@ def _storage(store: Store, coll_id: int, n_tokens: int) -> dict[str, Any]:
 
 
 def _ingest(
-    store: Store, name: str, enc: Encoded, echo: Callable[[str], None], keep: bool
+    store: Store,
+    name: str,
+    enc: Encoded,
+    echo: Callable[[str], None],
+    keep: bool,
+    candidate_index: CandidateIndex = "halfvec",
 ) -> tuple[Any, dict[str, Any]]:
     n_tokens = len(enc.doc_tokens)
     if keep and name in store:
         coll = store.collection(name)
-        if len(coll) == len(enc.doc_ids):
+        if len(coll) == len(enc.doc_ids) and coll.candidate_index == candidate_index:
             echo(f"collection {name!r}: reusing {len(coll)} documents")
             return coll, {"reused": True}
         store.drop_collection(name)
     elif name in store:
         store.drop_collection(name)
-    coll = store.collection(name, dim=enc.doc_tokens.shape[1])
+    coll = store.collection(name, dim=enc.doc_tokens.shape[1], candidate_index=candidate_index)
     echo(f"ingesting {len(enc.doc_ids)} documents, {n_tokens} token rows ...")
     o = enc.doc_offsets
     coll.add_embeddings(
@@ -457,6 +473,11 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
             )
             systems.extend(peers.pop("systems"))
             sweep.extend(peers.pop("sweep"))
+        storage_options = []
+        if config.storage_options:
+            option = _binary_index(config, store, name, enc, queries, truth, qrels, brute_p50, echo)
+            sweep.extend(option.pop("runs"))
+            storage_options.append(option)
         server = _server(store)
         if not config.keep:
             store.drop_collection(coll.name)
@@ -489,6 +510,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         "qps": qps,
         "sweep": sweep,
         "peers": peers,
+        "storage_options": storage_options,
     }
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / f"{name}.json").write_text(json.dumps(report, indent=2))
@@ -496,6 +518,34 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
     _plot_recall_latency(report, config.out / f"{name}-recall-latency.png")
     echo(_markdown(report))
     return report
+
+
+def _binary_index(
+    config: BenchConfig,
+    store: Store,
+    name: str,
+    enc: Encoded,
+    queries: list[np.ndarray],
+    truth: list[list[str]],
+    qrels: list[dict[str, int]],
+    brute_p50: float,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """The same documents in a collection whose stage 1 probes a binary (sign-bit) index."""
+    echo("binary candidate index ...")
+    coll, ingest = _ingest(store, f"bench-{name}-binary", enc, echo, config.keep, "binary")
+    storage = _storage(store, coll.id, len(enc.doc_tokens))
+    _timed(partial(_ids, coll, k=config.k), queries)  # warm, as for the halfvec index
+    runs = []
+    for knobs in config.binary_settings:
+        run = _timed(partial(_ids, coll, k=config.k, plan="index", **knobs), queries)
+        run.name = "lateinteract_pg, binary index"
+        run.settings = knobs or {"defaults": True}
+        runs.append(_summary(run, truth, qrels, config.k, brute_p50))
+        echo("  " + _line(runs[-1]))
+    if not config.keep:
+        store.drop_collection(coll.name)
+    return {"option": "binary candidate index", "ingest": ingest, "storage": storage, "runs": runs}
 
 
 def _encode_latency(config: BenchConfig, texts: list[str]) -> list[float]:
@@ -643,6 +693,14 @@ def _markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"ingest: COPY {ingest['copy_rows_per_s']} rows/s, "
             f"HNSW build {ingest['hnsw_build_s']} s"
+        )
+    for option in r.get("storage_options", []):
+        per_token = option["storage"]["bytes_per_token"]
+        built = option["ingest"].get("hnsw_build_s")
+        lines.append(
+            f"{option['option']}: {per_token['total']} bytes/token, of which the index "
+            f"{per_token['hnsw_index']} (halfvec index: {s['bytes_per_token']['hnsw_index']})"
+            + ("" if built is None else f"; index build {built} s")
         )
     for row in r["systems"]:
         if "exact_on_same_queries" in row:

@@ -8,14 +8,18 @@ import numpy as np
 from pgvector import HalfVector
 from psycopg import sql
 
+from .types import CandidateIndex
+
 __all__ = ["Imputation", "candidate_sql", "merge_partial_scores", "merge_query_tokens", "stage1"]
 
 Imputation = Literal["zero", "kth"]
 
 # For each probe vector q_i (weight w_i = how many query tokens it stands for), the HNSW
-# index yields the k' nearest document tokens. Per (probe, document) the best similarity
-# counts; a probe that found no token of a document contributes 0 ("zero"), or that
-# probe's k'-th similarity ("kth", as XTR does). Documents are ranked by the weighted sum.
+# index yields the k' nearest document tokens (by inner product, or by Hamming distance of
+# sign bits for a binary index), each scored with its full vector. Per (probe, document)
+# the best similarity counts; a probe that found no token of a document contributes 0
+# ("zero"), or that probe's k'-th similarity ("kth", as XTR does). Documents are ranked by
+# the weighted sum.
 _STAGE1 = """
 WITH hits AS (
     SELECT q.i, q.w, t.doc_id, -t.dist AS sim
@@ -24,7 +28,7 @@ WITH hits AS (
         SELECT doc_id, (embedding::halfvec({dim}) <#> q.v) AS dist
         FROM {tokens}
         WHERE collection_id = {collection_id}
-        ORDER BY embedding::halfvec({dim}) <#> q.v
+        ORDER BY {probe_order}
         LIMIT {per_token}
     ) AS t
 ), best AS (
@@ -40,8 +44,23 @@ LIMIT {depth}
 """
 
 
+# ORDER BY expressions that match each candidate index's expression (Collection._build_index)
+PROBE_ORDER = {
+    "halfvec": "embedding::halfvec({dim}) <#> q.v",
+    "binary": "binary_quantize(embedding::halfvec({dim}))::bit({dim}) <~> binary_quantize(q.v)",
+}
+INDEX_EXPRESSION = {
+    "halfvec": "(embedding::halfvec({dim})) halfvec_ip_ops",
+    "binary": "(binary_quantize(embedding::halfvec({dim}))::bit({dim})) bit_hamming_ops",
+}
+
+
 def candidate_sql(
-    tokens: sql.Composable, collection_id: int, dim: int, imputation: Imputation
+    tokens: sql.Composable,
+    collection_id: int,
+    dim: int,
+    imputation: Imputation,
+    candidate_index: CandidateIndex = "halfvec",
 ) -> sql.Composed:
     """The stage-1 statement for one collection; parameters: probes, weights, k', N.
 
@@ -55,6 +74,7 @@ def candidate_sql(
         tokens=tokens,
         collection_id=sql.Literal(collection_id),
         dim=sql.Literal(dim),
+        probe_order=sql.SQL(PROBE_ORDER[candidate_index]).format(dim=sql.Literal(dim)),
         probes=sql.Placeholder("probes"),
         weights=sql.Placeholder("weights"),
         per_token=sql.Placeholder("per_token"),

@@ -147,6 +147,11 @@ def bench_options(command: F) -> F:
     "--sweep/--no-sweep", default=False, help="also sweep the tuning knobs (first 100 queries)"
 )
 @click.option("--keep/--no-keep", default=True, help="keep the collection for the next run")
+@click.option(
+    "--storage-options",
+    is_flag=True,
+    help="also measure the storage options (a binary candidate index) on a copy of the collection",
+)
 @click.option("--quick", is_flag=True, help="5 queries, 1 s per QPS step: checks the bench runs")
 def bench(
     data_dir: Path, limit_docs: int | None, sweep: bool, keep: bool, quick: bool, **options: Any

@@ -19,8 +19,16 @@ from . import candidates, planner, rescore
 from .errors import CollectionNotFound, EncoderMismatch, InvalidInput
 from .ingest import Batch, check_id, pack_token_rows, validate_batch, validate_query
 from .maxsim import top_k
-from .store import write_errors
-from .types import Document, Hit, IngestStats, PlanKind, SearchStats, TokenMatch
+from .store import check_candidate_index, write_errors
+from .types import (
+    CandidateIndex,
+    Document,
+    Hit,
+    IngestStats,
+    PlanKind,
+    SearchStats,
+    TokenMatch,
+)
 
 if TYPE_CHECKING:
     from .store import Store
@@ -122,6 +130,7 @@ class Collection:
         encoder_settings: dict[str, Any] | None,
         hnsw_m: int,
         hnsw_ef_construction: int,
+        candidate_index: CandidateIndex = "halfvec",
     ) -> None:
         self.store = store
         self.id = collection_id
@@ -131,6 +140,7 @@ class Collection:
         self.encoder: Any = None
         self.hnsw_m = hnsw_m
         self.hnsw_ef_construction = hnsw_ef_construction
+        self.candidate_index: CandidateIndex = candidate_index
         self.last_search: SearchStats | None = None
         self.last_ingest: IngestStats | None = None
         self._tokens = store.table(f"tokens_{collection_id}")
@@ -141,7 +151,9 @@ class Collection:
         self._scan = rescore.scan_sql(self._documents)
 
     def __repr__(self) -> str:
-        return f"Collection(name={self.name!r}, dim={self.dim})"
+        kind = self.candidate_index
+        index = "" if kind == "halfvec" else f", candidate_index={kind!r}"
+        return f"Collection(name={self.name!r}, dim={self.dim}{index})"
 
     @property
     def conn(self) -> Any:
@@ -290,11 +302,6 @@ class Collection:
             copied = time.perf_counter()
             if rebuild:
                 self._build_index()
-                # Stage 1 filters the parent table on collection_id; until the partition has
-                # statistics the planner guesses that filter keeps 0.5% of the rows and
-                # prefers sorting them to the HNSW index (PostgreSQL 16 and 18, a fresh
-                # load; tested). ANALYZE tells it the filter keeps every row.
-                self.conn.execute(sql.SQL("ANALYZE {} (collection_id)").format(self._tokens))
             self.conn.execute(
                 sql.SQL(
                     "UPDATE {} SET n_documents = n_documents + %s, n_tokens = n_tokens + %s, "
@@ -414,25 +421,77 @@ class Collection:
                 copy.write(payload)
                 bar.update(rows)
 
-    def _build_index(self) -> None:
+    def set_candidate_index(self, kind: CandidateIndex) -> None:
+        """Switch the HNSW index stage 1 probes to ``"halfvec"`` or ``"binary"``.
+
+        One transaction: the new index is built next to the old one (searches keep using the
+        old one meanwhile; writes wait), then replaces it. Nothing changes on an error. Other
+        open Collection objects of this collection see the change once opened again.
+        """
+        kind = check_candidate_index(kind)
+        collections = self.store.table("collections")
+        previous = self.candidate_index
+        try:
+            with (
+                self.store.lock,
+                write_errors(f"switching {self.name!r}"),
+                self.conn.transaction(),
+            ):
+                row = self.conn.execute(
+                    sql.SQL("SELECT candidate_index, n_tokens FROM {} WHERE id = %s FOR UPDATE")
+                    .format(collections), (self.id,),
+                ).fetchone()  # fmt: skip
+                if row is None:
+                    raise CollectionNotFound(f"collection {self.name!r} no longer exists")
+                self.candidate_index = kind
+                had_index = self._has_index()
+                if row[0] == kind and (had_index or not row[1]):
+                    return
+                self.conn.execute(
+                    sql.SQL("UPDATE {} SET candidate_index = %s, updated_at = now() WHERE id = %s")
+                    .format(collections), (kind, self.id),
+                )  # fmt: skip
+                if row[1]:
+                    self._build_index(replace=had_index)
+        except BaseException:
+            self.candidate_index = previous
+            raise
+        finally:
+            self._stage1.clear()
+        log.info("candidate index of %r is now %s", self.name, kind)
+
+    def _build_index(self, replace: bool = False) -> None:
+        """Build the candidate index; with ``replace``, under a new name, then swap it in."""
         started = time.perf_counter()
         if self.store.maintenance_work_mem:
             self.conn.execute(
                 "SELECT set_config('maintenance_work_mem', %s, true)",
                 (self.store.maintenance_work_mem,),
             )
+        expression = candidates.INDEX_EXPRESSION[self.candidate_index]
+        name = self._index_name + ("_new" if replace else "")
         self.conn.execute(
-            sql.SQL(
-                "CREATE INDEX {} ON {} USING hnsw ((embedding::halfvec({})) halfvec_ip_ops) "
-                "WITH (m = {}, ef_construction = {})"
-            ).format(
-                sql.Identifier(self._index_name),
+            sql.SQL("CREATE INDEX {} ON {} USING hnsw (" + expression + ") WITH (m = {m}, "
+                    "ef_construction = {ef})").format(
+                sql.Identifier(name),
                 self._tokens,
-                sql.Literal(self.dim),
-                sql.Literal(self.hnsw_m),
-                sql.Literal(self.hnsw_ef_construction),
+                dim=sql.Literal(self.dim),
+                m=sql.Literal(self.hnsw_m),
+                ef=sql.Literal(self.hnsw_ef_construction),
             )
-        )
+        )  # fmt: skip
+        if replace:
+            self.conn.execute(sql.SQL("DROP INDEX {}").format(self._index_ident))
+            self.conn.execute(
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    sql.Identifier(self.store.schema, name), sql.Identifier(self._index_name)
+                )
+            )
+        # Stage 1 filters the parent table on collection_id; until the partition has
+        # statistics the planner guesses that filter keeps 0.5% of the rows and prefers
+        # sorting them to the HNSW index (PostgreSQL 16 and 18, a fresh load; tested).
+        # ANALYZE tells it the filter keeps every row.
+        self.conn.execute(sql.SQL("ANALYZE {} (collection_id)").format(self._tokens))
         log.info("built HNSW index of %r in %.1f s", self.name, time.perf_counter() - started)
 
     def delete(self, ids: Sequence[str] | str) -> int:
@@ -616,7 +675,7 @@ class Collection:
         statement = self._stage1.get(imputation)
         if statement is None:
             statement = candidates.candidate_sql(
-                self.store.table("tokens"), self.id, self.dim, imputation
+                self.store.table("tokens"), self.id, self.dim, imputation, self.candidate_index
             )
             self._stage1[imputation] = statement
         # The probes, then the candidates, are split between the store's reader connections

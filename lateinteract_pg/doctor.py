@@ -27,6 +27,7 @@ SETTINGS = (
 
 _COLLECTIONS = """
 SELECT c.id, c.name, c.dim, c.n_documents, c.n_tokens, c.hnsw_m, c.hnsw_ef_construction,
+       c.candidate_index,
        (SELECT count(*) FROM {documents} AS d WHERE d.collection_id = c.id) AS documents_counted,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id)) AS token_table,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id || '_hnsw')) AS index,
@@ -160,6 +161,7 @@ def _collections(
                 "documents": row["n_documents"],
                 "tokens": row["n_tokens"],
                 "hnsw": {"m": row["hnsw_m"], "ef_construction": row["hnsw_ef_construction"]},
+                "candidate_index": row["candidate_index"],
                 "index": index,
             }
         )

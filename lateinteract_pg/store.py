@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -24,7 +24,7 @@ from .errors import (
     InvalidInput,
     PermissionDenied,
 )
-from .types import CollectionInfo
+from .types import CANDIDATE_INDEXES, CandidateIndex, CollectionInfo
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -78,6 +78,12 @@ def check_collection_name(name: Any) -> str:
     if len(name) > MAX_NAME_LENGTH or "\x00" in name:
         raise InvalidInput(f"collection name must be at most {MAX_NAME_LENGTH} chars without NUL")
     return name
+
+
+def check_candidate_index(kind: Any) -> CandidateIndex:
+    if not isinstance(kind, str) or kind not in CANDIDATE_INDEXES:
+        raise InvalidInput(f"candidate_index must be one of {CANDIDATE_INDEXES}, got {kind!r}")
+    return cast("CandidateIndex", kind)
 
 
 @contextmanager
@@ -204,10 +210,14 @@ class Store:
         create: bool = True,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
+        candidate_index: CandidateIndex | None = None,
     ) -> Collection:
         """Open the collection ``name``, creating it (with ``dim``) when missing.
 
-        Opening an existing collection with a different ``dim`` raises CollectionExists.
+        ``candidate_index`` picks the HNSW index stage 1 probes: ``"halfvec"`` (the default:
+        the vectors, inner product) or ``"binary"`` (their sign bits, Hamming distance; a
+        smaller index, lower recall per probe). Opening an existing collection with a
+        different ``dim`` or ``candidate_index`` raises CollectionExists.
         """
         from .collection import Collection
 
@@ -227,11 +237,17 @@ class Store:
                 raise InvalidInput(f"dim must be an int in 1..4000 (halfvec HNSW), got {dim!r}")
             if not (2 <= hnsw_m <= 100 and 4 <= hnsw_ef_construction <= 1000):
                 raise InvalidInput("hnsw_m must be in 2..100 and hnsw_ef_construction in 4..1000")
+            kind = check_candidate_index(candidate_index or "halfvec")
             settings = encoder.settings() if encoder is not None else None
-            row = self._create_collection(name, dim, settings, hnsw_m, hnsw_ef_construction)
+            row = self._create_collection(name, dim, settings, hnsw_m, hnsw_ef_construction, kind)
         coll = Collection(self, *row)
         if dim is not None and dim != coll.dim:
             raise CollectionExists(f"collection {name!r} exists with dim={coll.dim}, not {dim}")
+        if candidate_index is not None and candidate_index != coll.candidate_index:
+            raise CollectionExists(
+                f"collection {name!r} exists with candidate_index={coll.candidate_index!r}, "
+                f"not {candidate_index!r} (Collection.set_candidate_index switches it)"
+            )
         if encoder is not None:
             coll.attach_encoder(encoder)
         return coll
@@ -239,23 +255,30 @@ class Store:
     def _fetch_collection(self, name: str) -> tuple[Any, ...] | None:
         return self.conn.execute(
             sql.SQL(
-                "SELECT id, name, dim, encoder, hnsw_m, hnsw_ef_construction "
+                "SELECT id, name, dim, encoder, hnsw_m, hnsw_ef_construction, candidate_index "
                 "FROM {} WHERE name = %s"
             ).format(self.table("collections")),
             (name,),
         ).fetchone()
 
     def _create_collection(
-        self, name: str, dim: int, encoder: dict[str, Any] | None, m: int, ef: int
+        self,
+        name: str,
+        dim: int,
+        encoder: dict[str, Any] | None,
+        m: int,
+        ef: int,
+        candidate_index: CandidateIndex,
     ) -> tuple[Any, ...]:
         with self.lock, write_errors(f"creating collection {name!r}"), self.conn.transaction():
             row = self.conn.execute(
                 sql.SQL(
-                    "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING "
-                    "RETURNING id, name, dim, encoder, hnsw_m, hnsw_ef_construction"
+                    "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction, "
+                    "candidate_index) VALUES (%s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (name) DO NOTHING RETURNING id, name, dim, encoder, hnsw_m, "
+                    "hnsw_ef_construction, candidate_index"
                 ).format(self.table("collections")),
-                (name, dim, None if encoder is None else Jsonb(encoder), m, ef),
+                (name, dim, None if encoder is None else Jsonb(encoder), m, ef, candidate_index),
             ).fetchone()
             if row is None:  # created concurrently by someone else
                 existing = self._fetch_collection(name)
@@ -273,7 +296,8 @@ class Store:
         """Every collection, by name."""
         rows = self.conn.execute(
             sql.SQL(
-                "SELECT name, dim, n_documents, n_tokens, encoder FROM {} ORDER BY name"
+                "SELECT name, dim, n_documents, n_tokens, encoder, candidate_index FROM {} "
+                "ORDER BY name"
             ).format(self.table("collections"))
         ).fetchall()
         return [CollectionInfo(*row) for row in rows]

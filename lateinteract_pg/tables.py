@@ -69,6 +69,7 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         Column("hnsw_ef_construction", Integer, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("candidate_index", Text, nullable=False),
         schema=schema,
     )
     documents = Table(

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import numpy as np
 
 __all__ = [
+    "CANDIDATE_INDEXES",
+    "CandidateIndex",
     "CollectionInfo",
     "Document",
     "Hit",
@@ -18,6 +20,8 @@ __all__ = [
 ]
 
 PlanKind = Literal["index", "exhaustive"]
+CandidateIndex = Literal["halfvec", "binary"]
+CANDIDATE_INDEXES: tuple[CandidateIndex, ...] = ("halfvec", "binary")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class CollectionInfo:
     n_documents: int
     n_tokens: int
     encoder: dict[str, Any] | None
+    candidate_index: CandidateIndex = "halfvec"
 
 
 @dataclass(frozen=True)

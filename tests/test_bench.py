@@ -25,6 +25,8 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
         sweep=True,
         sweep_settings=[{"candidates_per_token": 40, "ef_search": 40, "rerank_depth": 20}],
         qps_seconds=1.0,
+        storage_options=True,
+        binary_settings=[{}, {"candidates_per_token": 60, "ef_search": 60, "rerank_depth": 20}],
     )
     report = run_bench(config, echo=lines.append)
     saved = json.loads((tmp_path / "out" / "adi.json").read_text())
@@ -55,6 +57,11 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     assert saved["ingest"]["copy_rows_per_s"] > 0 and saved["ingest"]["hnsw_build_s"] >= 0
     assert saved["storage"]["bytes_per_token"]["total"] > 2 * 384
     assert saved["encoding_ms"]["p50"] > 0 and saved["server"]["version"]
+    (binary,) = saved["storage_options"]
+    halfvec_index = saved["storage"]["bytes_per_token"]["hnsw_index"]
+    assert 0 < binary["storage"]["bytes_per_token"]["hnsw_index"] < halfvec_index
+    binary_runs = [r for r in saved["sweep"] if r["system"] == "lateinteract_pg, binary index"]
+    assert len(binary_runs) == 2 and all(0 < r["recall_at_k_vs_exact"] <= 1 for r in binary_runs)
     assert "torch==2.11.0" in saved["peers"]["fast_plaid"]
     assert (tmp_path / "out" / "adi.md").read_text().startswith("## adi")
     assert (tmp_path / "out" / "adi-recall-latency.png").read_bytes()[:4] == b"\x89PNG"

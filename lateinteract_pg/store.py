@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -83,7 +83,7 @@ def check_collection_name(name: Any) -> str:
 def check_candidate_index(kind: Any) -> CandidateIndex:
     if not isinstance(kind, str) or kind not in CANDIDATE_INDEXES:
         raise InvalidInput(f"candidate_index must be one of {CANDIDATE_INDEXES}, got {kind!r}")
-    return cast("CandidateIndex", kind)
+    return kind
 
 
 @contextmanager

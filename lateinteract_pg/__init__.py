@@ -22,6 +22,7 @@ from .errors import (
     ServerError,
 )
 from .maxsim import maxsim
+from .rerank import CrossEncoder
 from .store import Store, connect
 from .types import CollectionInfo, Document, Hit, SearchStats, TokenMatch
 
@@ -33,6 +34,7 @@ __all__ = [
     "CollectionExists",
     "CollectionInfo",
     "CollectionNotFound",
+    "CrossEncoder",
     "DimensionMismatch",
     "Document",
     "DocumentReferenced",

@@ -15,18 +15,20 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from tqdm.auto import tqdm
 
-from . import candidates, planner, rescore
+from . import candidates, planner, pooling, rescore
 from .errors import CollectionNotFound, EncoderMismatch, InvalidInput
 from .ingest import Batch, check_id, pack_token_rows, validate_batch, validate_query
 from .maxsim import top_k
 from .store import check_candidate_index, write_errors
 from .types import (
+    TIERS,
     CandidateIndex,
     Document,
     Hit,
     IngestStats,
     PlanKind,
     SearchStats,
+    Tier,
     TokenMatch,
 )
 
@@ -45,6 +47,9 @@ PROGRESS_MIN_TOKENS = 200_000
 # from about 18% (adding 48k rows: insert 53 s, rebuild 36 s).
 REBUILD_RATIO = 0.2
 MAX_K = 100_000
+DEFAULT_RERANK_TOP = 50  # documents the cross-encoder reads in the rerank tier
+# the dense tier's HNSW scan yields at most ef_search rows; past this k it scans exactly
+MAX_DENSE_INDEX_K = 500
 
 
 def _check_k(k: Any) -> int:
@@ -131,6 +136,8 @@ class Collection:
         hnsw_m: int,
         hnsw_ef_construction: int,
         candidate_index: CandidateIndex = "halfvec",
+        pool_factor: int = 1,
+        rescore_storage: rescore.RescoreStorage = "float16",
     ) -> None:
         self.store = store
         self.id = collection_id
@@ -141,6 +148,9 @@ class Collection:
         self.hnsw_m = hnsw_m
         self.hnsw_ef_construction = hnsw_ef_construction
         self.candidate_index: CandidateIndex = candidate_index
+        self.pool_factor = pool_factor
+        self.rescore_storage: rescore.RescoreStorage = rescore_storage
+        self.reranker: Any = None
         self.last_search: SearchStats | None = None
         self.last_ingest: IngestStats | None = None
         self._tokens = store.table(f"tokens_{collection_id}")
@@ -149,11 +159,16 @@ class Collection:
         self._stage1: dict[str, sql.Composed] = {}
         self._fetch = rescore.fetch_sql(self._documents)
         self._scan = rescore.scan_sql(self._documents)
+        self._token_rows = rescore.token_rows_sql(store.table("tokens"), collection_id)
 
     def __repr__(self) -> str:
-        kind = self.candidate_index
-        index = "" if kind == "halfvec" else f", candidate_index={kind!r}"
-        return f"Collection(name={self.name!r}, dim={self.dim}{index})"
+        defaults = {"candidate_index": "halfvec", "pool_factor": 1, "rescore_storage": "float16"}
+        options = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name, default in defaults.items()
+            if getattr(self, name) != default
+        )
+        return f"Collection(name={self.name!r}, dim={self.dim}{options})"
 
     @property
     def conn(self) -> Any:
@@ -168,6 +183,13 @@ class Collection:
                 f"not {settings}"
             )
         self.encoder = encoder
+
+    def attach_reranker(self, reranker: Any) -> None:
+        """Use ``reranker`` (a :class:`~lateinteract_pg.rerank.CrossEncoder`, or anything with
+        ``score(query, texts)``) for ``search(..., tier="rerank")``."""
+        if not callable(getattr(reranker, "score", None)):
+            raise InvalidInput("a reranker needs a score(query, texts) method")
+        self.reranker = reranker
 
     def _require_encoder(self) -> Any:
         if self.encoder is None:
@@ -212,25 +234,52 @@ class Collection:
         return ids
 
     def search(
-        self, text: str, k: int = 10, *, by_document: bool = False, **options: Any
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        tier: Tier = "late",
+        rerank_top: int | None = None,
+        by_document: bool = False,
+        **options: Any,
     ) -> list[Hit]:
-        """Encode ``text`` as a query with the collection's encoder and search; options as
-        :meth:`search_embeddings`.
+        """Encode ``text`` as a query with the collection's encoder and search.
+
+        ``tier`` picks the point on the cost/accuracy spectrum (see :meth:`search_embeddings`
+        for ``dense`` and ``late`` and their options); ``"rerank"`` takes the top
+        ``rerank_top`` (default 50, at least ``k``) of the late tier and orders them by the
+        attached cross-encoder's score (``attach_reranker``); hits' scores are then its
+        scores.
 
         ``by_document``: passages (see :meth:`add`) count for their document: each document
-        appears once, as its best passage (score = the best passage's exact MaxSim), under
-        the document's id.
+        appears once, as its best passage, under the document's id.
         """
         encoder = self._require_encoder()
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
+        if tier not in TIERS:
+            raise InvalidInput(f"tier must be one of {TIERS}, got {tier!r}")
+        top = DEFAULT_RERANK_TOP if rerank_top is None else rerank_top
+        if tier == "rerank":
+            if self.reranker is None:
+                raise InvalidInput(
+                    f"collection {self.name!r} has no reranker: attach_reranker(CrossEncoder"
+                    "(...)) or store.collection(name, reranker=...) first"
+                )
+            top = _check_knob("rerank_top", top, 1, MAX_K) or top
         query = encoder.encode_queries([text])[0]
+
+        def retrieve(n: int) -> list[Hit]:
+            if tier != "rerank":
+                return self.search_embeddings(query, k=n, tier=tier, **options)
+            return self._rerank(text, query, n, max(n, top), options)
+
         if not by_document:
-            return self.search_embeddings(query, k=k, **options)
+            return retrieve(_check_k(k))
         wanted = _check_k(k)
         fetch = wanted
         while True:
-            hits = self.search_embeddings(query, k=fetch, **options)
+            hits = retrieve(fetch)
             best: dict[str, Hit] = {}
             for hit in hits:
                 document = str((hit.metadata or {}).get("document_id", hit.id))
@@ -238,6 +287,37 @@ class Collection:
             if len(best) >= wanted or len(hits) < fetch or fetch >= MAX_K:
                 return list(best.values())[:wanted]
             fetch = min(MAX_K, fetch * 4)
+
+    def _rerank(
+        self, text: str, query: np.ndarray, k: int, top: int, options: dict[str, Any]
+    ) -> list[Hit]:
+        """The late tier's top ``top``, ordered by the cross-encoder; the best ``k``."""
+        hits = self.search_embeddings(query, k=top, tier="late", **options)
+        late = self.last_search
+        missing = [h.id for h in hits if not h.text]
+        if missing:
+            raise InvalidInput(
+                f"the rerank tier reads document texts; these have none: {missing[:5]}"
+            )
+        started = time.perf_counter()
+        scores = np.asarray(self.reranker.score(text, [h.text for h in hits]), dtype=np.float64)
+        order = sorted(range(len(hits)), key=lambda j: (-scores[j], j))[:k]
+        reranked = [
+            Hit(hits[j].id, float(scores[j]), hits[j].text, hits[j].metadata) for j in order
+        ]
+        if late is not None:
+            rerank_ms = (time.perf_counter() - started) * 1000
+            self.last_search = SearchStats(
+                **{
+                    **vars(late),
+                    "tier": "rerank",
+                    "k": k,
+                    "reranked": len(hits),
+                    "rerank_ms": rerank_ms,
+                    "total_ms": late.total_ms + rerank_ms,
+                }
+            )
+        return reranked
 
     # --- writes ------------------------------------------------------------------------
 
@@ -281,7 +361,10 @@ class Collection:
         documents_replaced: list[str],
     ) -> int:
         """Write a validated batch in one transaction; also removes the passages of
-        ``documents_replaced``."""
+        ``documents_replaced``. Dense vectors come from the tokens as given, then the
+        tokens are pooled if the collection pools."""
+        dense = pooling.dense_vectors(batch.tokens, batch.offsets)
+        batch = pooling.pool_batch(batch, self.pool_factor)
         with (
             self.store.lock,
             write_errors(f"adding to {self.name!r}"),
@@ -297,7 +380,7 @@ class Collection:
             if has_index and rebuild:
                 self.conn.execute(sql.SQL("DROP INDEX {}").format(self._index_ident))
             started = time.perf_counter()
-            doc_ids = self._insert_documents(batch)
+            doc_ids = self._insert_documents(batch, dense)
             self._copy_tokens(doc_ids, batch, progress)
             copied = time.perf_counter()
             if rebuild:
@@ -374,7 +457,7 @@ class Collection:
         )
         return len(old), removed_tokens
 
-    def _insert_documents(self, batch: Batch) -> np.ndarray:
+    def _insert_documents(self, batch: Batch, dense: np.ndarray) -> np.ndarray:
         n = len(batch.ids)
         sequence = self.conn.execute(
             "SELECT pg_get_serial_sequence(%s, 'id')", (self._documents.as_string(self.conn),)
@@ -385,12 +468,14 @@ class Collection:
         doc_ids = np.array([r[0] for r in rows], dtype=np.int64)
         lengths = batch.lengths
         copy_sql = sql.SQL(
-            "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, matrix, offsets) "
-            "FROM STDIN WITH (FORMAT BINARY)"
+            "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, matrix, offsets, "
+            "dense) FROM STDIN WITH (FORMAT BINARY)"
         ).format(self._documents)
+        matrices = rescore.pack_matrices(batch.tokens, batch.offsets, self.rescore_storage)
         with self.conn.cursor().copy(copy_sql) as copy:
-            copy.set_types(["int8", "int4", "text", "text", "jsonb", "int4", "bytea", "int4[]"])
-            little_endian = batch.tokens.astype("<f2", copy=False)
+            copy.set_types(
+                ["int8", "int4", "text", "text", "jsonb", "int4", "bytea", "int4[]", "halfvec"]
+            )
             for j in range(n):
                 meta, spans = batch.metadata[j], batch.spans[j]
                 copy.write_row(
@@ -401,8 +486,9 @@ class Collection:
                         batch.texts[j],
                         None if meta is None else Jsonb(meta),
                         int(lengths[j]),
-                        little_endian[batch.offsets[j] : batch.offsets[j + 1]].tobytes(),
+                        matrices[j],
                         None if spans is None else spans.tolist(),
+                        HalfVector(dense[j]),
                     )
                 )
         return doc_ids
@@ -535,10 +621,10 @@ class Collection:
             return None
         matrix = None
         if embeddings:
-            _, packed, _ = rescore.fetch_matrices(
-                self.conn, self._fetch, np.array([row[0]]), self.dim
+            packed = rescore.fetch_matrices(
+                self.conn, self._fetch, np.array([row[0]]), self.dim, self.rescore_storage
             )
-            matrix = packed.astype(np.float32)
+            matrix = packed.float32()
         return Document(id, row[1], row[2], int(row[3]), matrix)
 
     def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
@@ -569,17 +655,46 @@ class Collection:
         merge_threshold: float = 1.0,
         imputation: candidates.Imputation = "zero",
         plan: PlanKind | None = None,
+        tier: Tier = "late",
+        rescore_from: str = "documents",
     ) -> list[Hit]:
         """The ``k`` documents with the highest MaxSim against ``query`` (m x dim).
 
-        Scores are exact MaxSim. ``exact=True`` scores every document; otherwise the
-        cheaper of the index plan (HNSW candidates, exact re-scoring) and the exhaustive
-        scan is chosen by estimated cost, or forced with ``plan``. ``last_search`` tells
-        which plan ran, with its knobs and timings.
+        Scores are exact MaxSim of the stored vectors (pooled ones where the collection
+        pools; int8 ones, within about 0.5%, where it stores int8). ``exact=True`` scores
+        every document; otherwise the cheaper of the index plan (HNSW candidates, exact
+        re-scoring) and the exhaustive scan is chosen by estimated cost, or forced with
+        ``plan``. ``rescore_from="tokens"`` re-scores from the token rows instead of the
+        per-document matrices (to compare the two). ``last_search`` tells which plan ran,
+        with its knobs and timings.
+
+        ``tier="dense"`` instead ranks by one vector per side: the normalised means of the
+        query's and of each document's token vectors, through their own HNSW index; scores
+        are their cosine similarity. (``"rerank"`` needs text: :meth:`search`.)
         """
         started = time.perf_counter()
         q = validate_query(query, self.dim)
         k = _check_k(k)
+        if tier == "dense":
+            with self.store.lock:
+                hits = self._search_dense(q, k)
+            self.last_search = SearchStats(
+                plan="dense",
+                tier="dense",
+                k=k,
+                query_tokens=len(q),
+                total_ms=(time.perf_counter() - started) * 1000,
+            )
+            return hits
+        if tier != "late":
+            raise InvalidInput(
+                f"search_embeddings takes tier 'late' or 'dense', got {tier!r} "
+                "(the rerank tier needs the query text: search())"
+            )
+        if rescore_from not in ("documents", "tokens"):
+            raise InvalidInput(
+                f"rescore_from must be 'documents' or 'tokens', got {rescore_from!r}"
+            )
         knobs = planner.default_knobs(k)
         per_token = (
             _check_knob("candidates_per_token", candidates_per_token, 1, planner.MAX_EF_SEARCH)
@@ -606,7 +721,9 @@ class Collection:
             if plan == "exhaustive":
                 ranked, stats = self._search_exhaustive(q, k)
             else:
-                ranked, stats = self._search_index(q, k, probes, weights, knobs, imputation)
+                ranked, stats = self._search_index(
+                    q, k, probes, weights, knobs, imputation, rescore_from == "tokens"
+                )
             hits = self._hits(ranked)
         stats.update(
             plan=plan,
@@ -649,15 +766,34 @@ class Collection:
             for i, pos, sim, start, end, piece in rows
         ]
 
+    def _search_dense(self, q: np.ndarray, k: int) -> list[Hit]:
+        """The dense tier: nearest documents by their mean vector, through the HNSW index
+        (up to MAX_DENSE_INDEX_K results; beyond that an exact scan)."""
+        vector = pooling.dense_vectors(q, np.array([0, len(q)]))[0]
+        distance = sql.SQL("dense::halfvec({}) <#> %(q)s").format(sql.Literal(self.dim))
+        if k > MAX_DENSE_INDEX_K:  # an expression the index does not match: exact order
+            distance = sql.SQL("({}) + 0").format(distance)
+        else:
+            self.store.set_session("hnsw.ef_search", str(max(64, 2 * k)))
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT external_id, -({d}) AS score, text, metadata FROM {documents} "
+                "WHERE collection_id = {id} AND dense IS NOT NULL ORDER BY {d} LIMIT %(k)s"
+            ).format(d=distance, documents=self._documents, id=sql.Literal(self.id)),
+            {"q": HalfVector(vector), "k": k},
+        ).fetchall()
+        return [Hit(r[0], float(r[1]), r[2], r[3]) for r in rows]
+
     def _search_exhaustive(self, q: np.ndarray, k: int) -> tuple[list[tuple[int, float]], dict]:
         started = time.perf_counter()
         all_ids: list[np.ndarray] = []
         all_scores: list[np.ndarray] = []
         read = 0
-        for ids, tokens, offsets in rescore.scan_all(self.conn, self._scan, self.id, self.dim):
-            all_ids.append(ids)
-            all_scores.append(rescore.maxsim_packed(q, tokens, offsets))
-            read += len(tokens)
+        batches = rescore.scan_all(self.conn, self._scan, self.id, self.dim, self.rescore_storage)
+        for packed in batches:
+            all_ids.append(packed.ids)
+            all_scores.append(packed.maxsim(q))
+            read += len(packed.tokens)
         ranked = self._rank(all_ids, all_scores, k)
         elapsed = (time.perf_counter() - started) * 1000
         return ranked, {"stage2_ms": elapsed, "rescored_tokens": read}
@@ -670,6 +806,7 @@ class Collection:
         weights: np.ndarray,
         knobs: planner.Knobs,
         imputation: candidates.Imputation,
+        from_token_rows: bool = False,
     ) -> tuple[list[tuple[int, float]], dict]:
         started = time.perf_counter()
         statement = self._stage1.get(imputation)
@@ -702,8 +839,10 @@ class Collection:
         scored = self.store.run_parallel(
             [
                 partial(
-                    rescore.score_candidates, conn, self._fetch, q,
-                    cand_ids[j :: len(fetchers)], self.dim,
+                    rescore.score_candidates, conn,
+                    self._token_rows if from_token_rows else self._fetch, q,
+                    cand_ids[j :: len(fetchers)], self.dim, self.rescore_storage,
+                    from_token_rows,
                 )
                 for j, conn in enumerate(fetchers)
             ]

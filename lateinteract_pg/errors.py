@@ -8,7 +8,8 @@ Every error the library raises on purpose derives from :class:`LateInteractError
     ├── CollectionNotFound       no collection of that name
     ├── CollectionExists         a collection of that name exists with other settings
     ├── EncoderMismatch          the collection was built by another encoder
-    ├── EncoderUnavailable       the optional torch/transformers extra is not installed
+    ├── EncoderUnavailable       the torch/transformers extra is not installed, or a
+    │                            model checkpoint cannot be found or read
     ├── PermissionDenied         this database role may not do that (e.g. a read-only role
     │                            writing); the transaction was rolled back
     └── InvalidInput (ValueError)
@@ -65,7 +66,7 @@ class EncoderMismatch(LateInteractError):
 
 
 class EncoderUnavailable(LateInteractError, ImportError):
-    """torch/transformers are needed but not installed."""
+    """torch/transformers are needed but not installed, or a checkpoint cannot be loaded."""
 
 
 class PermissionDenied(LateInteractError, PermissionError):

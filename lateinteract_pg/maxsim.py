@@ -80,14 +80,17 @@ def maxsim(query: np.ndarray, document: np.ndarray) -> float:
     return float(sims.max(axis=1).sum())
 
 
-def token_similarities(query: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+def token_similarities(
+    query: np.ndarray, tokens: np.ndarray, scales: np.ndarray | None = None
+) -> np.ndarray:
     """(total, m) inner products of every stored token with every query token.
 
-    float16 tokens are converted block by block, so the float32 copy stays in cache. The
-    result may live in a reused per-thread buffer: consume it before the next call.
+    float16 and int8 tokens are converted block by block, so the float32 copy stays in
+    cache; int8 rows are multiplied by their ``scales`` afterwards. The result may live in
+    a reused per-thread buffer: consume it before the next call.
     """
     q_t = np.ascontiguousarray(np.asarray(query, dtype=np.float32).T)
-    if tokens.dtype != np.float16:
+    if tokens.dtype not in (np.float16, np.int8):
         return np.asarray(tokens, dtype=np.float32) @ q_t
     sims = scratch.get("sims", (len(tokens), q_t.shape[1]), np.float32)
     rows = min(_BLOCK_ROWS, len(tokens))
@@ -96,20 +99,30 @@ def token_similarities(query: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     for start in range(0, len(tokens), _BLOCK_ROWS):
         block = tokens[start : start + _BLOCK_ROWS]
         n = len(block)
-        converted = half_to_float32(block, buffer[:n], sign[:n])
+        if tokens.dtype == np.float16:
+            converted = half_to_float32(block, buffer[:n], sign[:n])
+        else:
+            converted = buffer[:n]
+            np.copyto(converted, block)
         np.matmul(converted, q_t, out=sims[start : start + n])
+    if scales is not None:
+        sims *= scales[:, None]
     return sims
 
 
-def maxsim_packed(query: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def maxsim_packed(
+    query: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, scales: np.ndarray | None = None
+) -> np.ndarray:
     """Exact MaxSim of ``query`` against many documents stored back to back.
 
     Parameters
     ----------
     query : (m, dim) array
-    tokens : (total, dim) float16 or float32 array, the documents' matrices concatenated
+    tokens : (total, dim) float16, float32 or int8 array, the documents' matrices
+        concatenated
     offsets : (n_docs + 1,) int array; document j is ``tokens[offsets[j]:offsets[j + 1]]``,
         every document non-empty
+    scales : (total,) float32, for int8 tokens: token i is ``tokens[i] * scales[i]``
 
     Returns
     -------
@@ -123,7 +136,7 @@ def maxsim_packed(query: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) ->
     offsets = np.asarray(offsets, dtype=np.int64)
     if len(offsets) < 2:
         return np.zeros(0, dtype=np.float32)
-    sims = token_similarities(query, tokens)
+    sims = token_similarities(query, tokens, scales)
     per_doc_max = np.maximum.reduceat(sims, offsets[:-1], axis=0)
     return per_doc_max.sum(axis=1, dtype=np.float32)
 

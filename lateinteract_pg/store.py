@@ -24,17 +24,24 @@ from .errors import (
     InvalidInput,
     PermissionDenied,
 )
+from .pooling import MAX_POOL_FACTOR
+from .rescore import RESCORE_STORAGES, RescoreStorage
 from .types import CANDIDATE_INDEXES, CandidateIndex, CollectionInfo
 
 if TYPE_CHECKING:
     from .collection import Collection
 
-__all__ = ["Store", "connect", "resolve_dsn"]
+__all__ = ["Store", "connect", "dense_index_sql", "resolve_dsn"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DSN_ENV = "LATEINTERACT_PG_DSN"
+# what Collection() takes after the store, in order
+_COLLECTION_COLUMNS = (
+    "id, name, dim, encoder, hnsw_m, hnsw_ef_construction, candidate_index, pool_factor, "
+    "rescore_storage"
+)
 MAX_NAME_LENGTH = 200
 
 
@@ -84,6 +91,35 @@ def check_candidate_index(kind: Any) -> CandidateIndex:
     if not isinstance(kind, str) or kind not in CANDIDATE_INDEXES:
         raise InvalidInput(f"candidate_index must be one of {CANDIDATE_INDEXES}, got {kind!r}")
     return kind
+
+
+def check_storage(pool_factor: Any, rescore_storage: Any) -> tuple[int, RescoreStorage]:
+    if (
+        isinstance(pool_factor, bool)
+        or not isinstance(pool_factor, int)
+        or not 1 <= pool_factor <= MAX_POOL_FACTOR
+    ):
+        raise InvalidInput(
+            f"pool_factor must be an int in 1..{MAX_POOL_FACTOR}, got {pool_factor!r}"
+        )
+    if not isinstance(rescore_storage, str) or rescore_storage not in RESCORE_STORAGES:
+        raise InvalidInput(
+            f"rescore_storage must be one of {RESCORE_STORAGES}, got {rescore_storage!r}"
+        )
+    return pool_factor, rescore_storage
+
+
+def dense_index_sql(schema: str, collection_id: int, dim: int) -> sql.Composed:
+    """The dense tier's HNSW index of one collection: partial, over its documents' rows."""
+    return sql.SQL(
+        "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ((dense::halfvec({})) halfvec_ip_ops) "
+        "WHERE collection_id = {}"
+    ).format(
+        sql.Identifier(f"documents_{collection_id}_dense_hnsw"),
+        sql.Identifier(schema, "documents"),
+        sql.Literal(dim),
+        sql.Literal(collection_id),
+    )
 
 
 @contextmanager
@@ -207,17 +243,33 @@ class Store:
         dim: int | None = None,
         *,
         encoder: Any = None,
+        reranker: Any = None,
         create: bool = True,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
         candidate_index: CandidateIndex | None = None,
+        pool_factor: int | None = None,
+        rescore_storage: RescoreStorage | None = None,
     ) -> Collection:
         """Open the collection ``name``, creating it (with ``dim``) when missing.
 
-        ``candidate_index`` picks the HNSW index stage 1 probes: ``"halfvec"`` (the default:
-        the vectors, inner product) or ``"binary"`` (their sign bits, Hamming distance; a
-        smaller index, lower recall per probe). Opening an existing collection with a
-        different ``dim`` or ``candidate_index`` raises CollectionExists.
+        ``encoder`` turns text into token vectors (``add``, ``search``); ``reranker`` (a
+        :class:`~lateinteract_pg.rerank.CrossEncoder`) serves ``search(..., tier="rerank")``.
+
+        Storage options, fixed at creation except the first:
+
+        - ``candidate_index``: the HNSW index stage 1 probes: ``"halfvec"`` (the default:
+          the vectors, inner product) or ``"binary"`` (their sign bits, Hamming distance; a
+          smaller index, lower recall per probe); :meth:`Collection.set_candidate_index`
+          switches it later.
+        - ``pool_factor``: pool each document's token vectors at ingest, keeping about
+          1/pool_factor of them (default 1: keep all). Scores are then MaxSim against the
+          pooled vectors.
+        - ``rescore_storage``: the per-document matrix stage 2 reads: ``"float16"`` (default,
+          exact) or ``"int8"`` (half the bytes, scores within about 0.5%).
+
+        Opening an existing collection with a different ``dim`` or option raises
+        CollectionExists.
         """
         from .collection import Collection
 
@@ -237,27 +289,48 @@ class Store:
                 raise InvalidInput(f"dim must be an int in 1..4000 (halfvec HNSW), got {dim!r}")
             if not (2 <= hnsw_m <= 100 and 4 <= hnsw_ef_construction <= 1000):
                 raise InvalidInput("hnsw_m must be in 2..100 and hnsw_ef_construction in 4..1000")
-            kind = check_candidate_index(candidate_index or "halfvec")
+            pool, storage = check_storage(
+                1 if pool_factor is None else pool_factor,
+                "float16" if rescore_storage is None else rescore_storage,
+            )
+            kind = "halfvec" if candidate_index is None else candidate_index
+            options = {
+                "candidate_index": check_candidate_index(kind),
+                "pool_factor": pool,
+                "rescore_storage": storage,
+            }
             settings = encoder.settings() if encoder is not None else None
-            row = self._create_collection(name, dim, settings, hnsw_m, hnsw_ef_construction, kind)
+            row = self._create_collection(
+                name, dim, settings, hnsw_m, hnsw_ef_construction, options
+            )
         coll = Collection(self, *row)
         if dim is not None and dim != coll.dim:
             raise CollectionExists(f"collection {name!r} exists with dim={coll.dim}, not {dim}")
-        if candidate_index is not None and candidate_index != coll.candidate_index:
-            raise CollectionExists(
-                f"collection {name!r} exists with candidate_index={coll.candidate_index!r}, "
-                f"not {candidate_index!r} (Collection.set_candidate_index switches it)"
-            )
+        asked = {
+            "candidate_index": candidate_index,
+            "pool_factor": pool_factor,
+            "rescore_storage": rescore_storage,
+        }
+        for option, value in asked.items():
+            if value is not None and value != getattr(coll, option):
+                hint = " (Collection.set_candidate_index switches it)" * (
+                    option == "candidate_index"
+                )
+                raise CollectionExists(
+                    f"collection {name!r} exists with {option}={getattr(coll, option)!r}, "
+                    f"not {value!r}{hint}"
+                )
         if encoder is not None:
             coll.attach_encoder(encoder)
+        if reranker is not None:
+            coll.attach_reranker(reranker)
         return coll
 
     def _fetch_collection(self, name: str) -> tuple[Any, ...] | None:
         return self.conn.execute(
-            sql.SQL(
-                "SELECT id, name, dim, encoder, hnsw_m, hnsw_ef_construction, candidate_index "
-                "FROM {} WHERE name = %s"
-            ).format(self.table("collections")),
+            sql.SQL("SELECT " + _COLLECTION_COLUMNS + " FROM {} WHERE name = %s").format(
+                self.table("collections")
+            ),
             (name,),
         ).fetchone()
 
@@ -268,18 +341,21 @@ class Store:
         encoder: dict[str, Any] | None,
         m: int,
         ef: int,
-        candidate_index: CandidateIndex,
+        options: dict[str, Any],
     ) -> tuple[Any, ...]:
         with self.lock, write_errors(f"creating collection {name!r}"), self.conn.transaction():
             row = self.conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction, "
-                    "candidate_index) VALUES (%s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (name) DO NOTHING RETURNING id, name, dim, encoder, hnsw_m, "
-                    "hnsw_ef_construction, candidate_index"
+                    "candidate_index, pool_factor, rescore_storage) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (name) DO NOTHING RETURNING " + _COLLECTION_COLUMNS
                 ).format(self.table("collections")),
-                (name, dim, None if encoder is None else Jsonb(encoder), m, ef, candidate_index),
-            ).fetchone()
+                (
+                    name, dim, None if encoder is None else Jsonb(encoder), m, ef,
+                    options["candidate_index"], options["pool_factor"], options["rescore_storage"],
+                ),
+            ).fetchone()  # fmt: skip
             if row is None:  # created concurrently by someone else
                 existing = self._fetch_collection(name)
                 assert existing is not None
@@ -289,6 +365,7 @@ class Store:
                     self.table(f"tokens_{row[0]}"), self.table("tokens"), sql.Literal(row[0])
                 )
             )
+            self.conn.execute(dense_index_sql(self.schema, row[0], dim))
             log.info("created collection %r (id %s, dim %s)", name, row[0], dim)
             return row
 
@@ -296,8 +373,8 @@ class Store:
         """Every collection, by name."""
         rows = self.conn.execute(
             sql.SQL(
-                "SELECT name, dim, n_documents, n_tokens, encoder, candidate_index FROM {} "
-                "ORDER BY name"
+                "SELECT name, dim, n_documents, n_tokens, encoder, candidate_index, pool_factor, "
+                "rescore_storage FROM {} ORDER BY name"
             ).format(self.table("collections"))
         ).fetchall()
         return [CollectionInfo(*row) for row in rows]
@@ -313,6 +390,11 @@ class Store:
         with self.lock, write_errors(f"dropping {name!r}"), self.conn.transaction():
             self.conn.execute(
                 sql.SQL("DROP TABLE IF EXISTS {}").format(self.table(f"tokens_{row[0]}"))
+            )
+            self.conn.execute(
+                sql.SQL("DROP INDEX IF EXISTS {}").format(
+                    self.table(f"documents_{row[0]}_dense_hnsw")
+                )
             )
             self.conn.execute(
                 sql.SQL("DELETE FROM {} WHERE id = %s").format(self.table("collections")),

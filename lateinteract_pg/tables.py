@@ -70,6 +70,8 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
         Column("candidate_index", Text, nullable=False),
+        Column("pool_factor", Integer, nullable=False),
+        Column("rescore_storage", Text, nullable=False),
         schema=schema,
     )
     documents = Table(
@@ -88,6 +90,7 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         Column("n_tokens", Integer, nullable=False),
         Column("matrix", LargeBinary, nullable=False),
         Column("offsets", ARRAY(Integer, dimensions=2)),
+        Column("dense", HALFVEC()),
         UniqueConstraint("collection_id", "external_id"),
         schema=schema,
     )

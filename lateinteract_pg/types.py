@@ -9,6 +9,7 @@ import numpy as np
 
 __all__ = [
     "CANDIDATE_INDEXES",
+    "TIERS",
     "CandidateIndex",
     "CollectionInfo",
     "Document",
@@ -16,17 +17,22 @@ __all__ = [
     "IngestStats",
     "PlanKind",
     "SearchStats",
+    "Tier",
     "TokenMatch",
 ]
 
-PlanKind = Literal["index", "exhaustive"]
+PlanKind = Literal["index", "exhaustive", "dense"]
+Tier = Literal["dense", "late", "rerank"]
+TIERS: tuple[Tier, ...] = ("dense", "late", "rerank")
 CandidateIndex = Literal["halfvec", "binary"]
 CANDIDATE_INDEXES: tuple[CandidateIndex, ...] = ("halfvec", "binary")
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: ``score`` is the exact MaxSim of the query against the document."""
+    """One search result. ``score``: the exact MaxSim of the query against the document in
+    the late tier, the cosine of their mean vectors in the dense tier, the cross-encoder's
+    score in the rerank tier."""
 
     id: str
     score: float
@@ -73,6 +79,8 @@ class CollectionInfo:
     n_tokens: int
     encoder: dict[str, Any] | None
     candidate_index: CandidateIndex = "halfvec"
+    pool_factor: int = 1
+    rescore_storage: str = "float16"
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class SearchStats:
     plan: PlanKind
     k: int
     query_tokens: int
+    tier: Tier = "late"
     probes: int = 0
     candidates_per_token: int = 0
     ef_search: int = 0
@@ -92,6 +101,8 @@ class SearchStats:
     stage1_ms: float = 0.0
     stage2_ms: float = 0.0
     total_ms: float = 0.0
+    reranked: int = 0
+    rerank_ms: float = 0.0
     estimated_cost: dict[str, float] = field(default_factory=dict)
 
 

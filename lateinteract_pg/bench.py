@@ -29,7 +29,7 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -42,7 +42,7 @@ from . import metrics, planner
 from .datasets import BeirCollection, load_beir, merge_collections
 from .peers import Exhaustive, SqlOnlyPeer, VoyagerPeer
 from .store import Store, connect
-from .types import CandidateIndex
+from .types import Document
 
 __all__ = ["BenchConfig", "run_bench", "run_scaling"]
 
@@ -66,6 +66,11 @@ BINARY_SWEEP: list[dict[str, int]] = [
     {"candidates_per_token": 300, "ef_search": 300, "rerank_depth": 400},
     {"candidates_per_token": 500, "ef_search": 500, "rerank_depth": 400},
 ]
+POOLED_SWEEP: list[dict[str, int]] = [
+    {},
+    {"candidates_per_token": 200, "ef_search": 200, "rerank_depth": 300},
+]
+MERGE_THRESHOLDS = [0.95, 0.9, 0.8]  # query-token clustering: cosine at which tokens merge
 SQL_ONLY_PER_TOKEN = 10
 SQL_ONLY_SWEEP = [5, 20]
 CLIENTS = (1, 2, 4)
@@ -90,8 +95,12 @@ class BenchConfig:
     sweep_queries: int = 100  # the sweep and the peers' sweeps run the first N queries
     recall_at_100: bool = True
     collection: BeirCollection | None = None  # given instead of data_dir (the scaling run)
-    storage_options: bool = False  # also measure the binary candidate index
+    storage_options: bool = False  # also measure the storage options (copies of the collection)
     binary_settings: list[dict[str, int]] = field(default_factory=lambda: list(BINARY_SWEEP))
+    tiers: bool = False  # also measure the dense and rerank tiers
+    reranker: str | None = None  # a cross-encoder checkpoint; None: latency only (see _tiers)
+    rerank_top: int = 50
+    rerank_queries: int = 20  # a CPU cross-encoder reads 50 documents in seconds
 
 
 @dataclass
@@ -118,6 +127,17 @@ class Run:
 
 def _ids(coll: Any, query: np.ndarray, /, **options: Any) -> list[str]:
     return [h.id for h in coll.search_embeddings(query, **options)]
+
+
+def _probing(coll: Any, probes: list[int], **options: Any) -> Callable[[np.ndarray], list[str]]:
+    """A search that also records how many HNSW probes each query ran."""
+
+    def search(query: np.ndarray) -> list[str]:
+        ids = _ids(coll, query, **options)
+        probes.append(coll.last_search.probes if coll.last_search else 0)
+        return ids
+
+    return search
 
 
 def _timed(search: Callable[[np.ndarray], list[str]], queries: list[np.ndarray]) -> Run:
@@ -241,7 +261,9 @@ def _storage(store: Store, coll_id: int, n_tokens: int) -> dict[str, Any]:
     """Bytes of the collection: its token partition and indexes, and its document rows.
 
     The documents table is shared by all collections, so this collection's share is the
-    size of its rows as stored (packed matrix included), not the table's file size.
+    size of its rows as stored (packed matrix and dense vector included), not the table's
+    file size; ``matrices`` and ``dense_vectors`` tell those two parts of the rows apart.
+    Per token means per token as encoded (``n_tokens``), also for a pooled collection.
     """
     tokens = store.table(f"tokens_{coll_id}").as_string(store.conn)
     row = store.conn.execute(
@@ -250,26 +272,38 @@ def _storage(store: Store, coll_id: int, n_tokens: int) -> dict[str, Any]:
             SELECT pg_relation_size(%(heap)s::regclass),
                    pg_relation_size(%(hnsw)s::regclass),
                    pg_relation_size(%(pkey)s::regclass),
-                   (SELECT coalesce(sum(pg_column_size(d.*)), 0) FROM {documents} AS d
-                    WHERE d.collection_id = %(coll)s)
+                   coalesce(sum(pg_column_size(d.*)), 0),
+                   coalesce(sum(pg_column_size(d.matrix)), 0),
+                   coalesce(sum(pg_column_size(d.dense)), 0),
+                   coalesce(pg_relation_size(to_regclass(%(dense)s)), 0),
+                   count(*)
+            FROM {documents} AS d WHERE d.collection_id = %(coll)s
             """
         ).format(documents=store.table("documents")),
         {
             "heap": tokens,
             "hnsw": store.table(f"tokens_{coll_id}_hnsw").as_string(store.conn),
             "pkey": store.table(f"tokens_{coll_id}_pkey").as_string(store.conn),
+            "dense": store.table(f"documents_{coll_id}_dense_hnsw").as_string(store.conn),
             "coll": coll_id,
         },
     ).fetchone()
     assert row is not None
     names = ["token_heap", "hnsw_index", "token_pkey", "document_rows"]
-    sizes = dict(zip(names, (int(v) for v in row)))
+    sizes = dict(zip(names, (int(v) for v in row[:4])))
     total = sum(sizes.values())
+    n_docs = max(1, int(row[7]))
     return {
         "bytes": sizes,
         "bytes_total": total,
         "bytes_per_token": {name: round(v / n_tokens, 1) for name, v in sizes.items()}
         | {"total": round(total / n_tokens, 1)},
+        "bytes_per_document": round(total / n_docs, 1),
+        "parts_of_document_rows_per_token": {
+            "matrices": round(int(row[4]) / n_tokens, 1),
+            "dense_vectors": round(int(row[5]) / n_tokens, 1),
+        },
+        "dense_tier_bytes_per_document": round((int(row[5]) + int(row[6])) / n_docs, 1),
     }
 
 
@@ -279,22 +313,29 @@ def _ingest(
     enc: Encoded,
     echo: Callable[[str], None],
     keep: bool,
-    candidate_index: CandidateIndex = "halfvec",
+    texts: list[str] | None = None,
+    **options: Any,
 ) -> tuple[Any, dict[str, Any]]:
+    """The collection ``name`` holding the encoded documents (and their texts), created with
+    ``options`` (candidate_index, pool_factor, rescore_storage); reused when kept."""
     n_tokens = len(enc.doc_tokens)
     if keep and name in store:
         coll = store.collection(name)
-        if len(coll) == len(enc.doc_ids) and coll.candidate_index == candidate_index:
+        same = all(getattr(coll, option) == value for option, value in options.items())
+        has_texts = texts is None or (coll.get(enc.doc_ids[0]) or Document("", None)).text
+        if len(coll) == len(enc.doc_ids) and same and has_texts:
             echo(f"collection {name!r}: reusing {len(coll)} documents")
             return coll, {"reused": True}
         store.drop_collection(name)
     elif name in store:
         store.drop_collection(name)
-    coll = store.collection(name, dim=enc.doc_tokens.shape[1], candidate_index=candidate_index)
-    echo(f"ingesting {len(enc.doc_ids)} documents, {n_tokens} token rows ...")
+    coll = store.collection(name, dim=enc.doc_tokens.shape[1], **options)
+    echo(f"ingesting {len(enc.doc_ids)} documents, {n_tokens} token rows into {name!r} ...")
     o = enc.doc_offsets
     coll.add_embeddings(
-        enc.doc_ids, [enc.doc_tokens[o[i] : o[i + 1]] for i in range(len(enc.doc_ids))]
+        enc.doc_ids,
+        [enc.doc_tokens[o[i] : o[i + 1]] for i in range(len(enc.doc_ids))],
+        texts=texts,
     )
     stats = coll.last_ingest
     assert stats is not None
@@ -400,7 +441,11 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
     systems: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
     with connect(config.dsn, schema=BENCH_SCHEMA) as store:
-        coll, ingest = _ingest(store, f"bench-{name}", enc, echo, config.keep)
+        doc_texts = None
+        if config.tiers:  # the rerank tier reads the documents' texts
+            by_id = dict(data.corpus)
+            doc_texts = [by_id[d] for d in enc.doc_ids]
+        coll, ingest = _ingest(store, f"bench-{name}", enc, echo, config.keep, doc_texts)
         n_tokens = len(enc.doc_tokens)
         storage = _storage(store, coll.id, n_tokens)
 
@@ -473,11 +518,13 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
             )
             systems.extend(peers.pop("systems"))
             sweep.extend(peers.pop("sweep"))
+        first = (queries[:n], truth[:n], qrels[:n], brute.latencies_ms[:n])
         storage_options = []
         if config.storage_options:
-            option = _binary_index(config, store, name, enc, queries, truth, qrels, brute_p50, echo)
-            sweep.extend(option.pop("runs"))
-            storage_options.append(option)
+            storage_options = _storage_options(config, store, name, enc, coll, storage, first, echo)
+        tiers = []
+        if config.tiers:
+            tiers = _tiers(config, store, coll, storage, texts[:n], first, echo)
         server = _server(store)
         if not config.keep:
             store.drop_collection(coll.name)
@@ -511,6 +558,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         "sweep": sweep,
         "peers": peers,
         "storage_options": storage_options,
+        "tiers": tiers,
     }
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / f"{name}.json").write_text(json.dumps(report, indent=2))
@@ -520,32 +568,146 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
     return report
 
 
-def _binary_index(
+def _storage_options(
     config: BenchConfig,
     store: Store,
     name: str,
     enc: Encoded,
-    queries: list[np.ndarray],
-    truth: list[list[str]],
-    qrels: list[dict[str, int]],
-    brute_p50: float,
+    coll: Any,
+    storage: dict[str, Any],
+    first: tuple[list[np.ndarray], list[list[str]], list[dict[str, int]], list[float]],
     echo: Callable[[str], None],
-) -> dict[str, Any]:
-    """The same documents in a collection whose stage 1 probes a binary (sign-bit) index."""
-    echo("binary candidate index ...")
-    coll, ingest = _ingest(store, f"bench-{name}-binary", enc, echo, config.keep, "binary")
-    storage = _storage(store, coll.id, len(enc.doc_tokens))
-    _timed(partial(_ids, coll, k=config.k), queries)  # warm, as for the halfvec index
-    runs = []
-    for knobs in config.binary_settings:
-        run = _timed(partial(_ids, coll, k=config.k, plan="index", **knobs), queries)
-        run.name = "lateinteract_pg, binary index"
-        run.settings = knobs or {"defaults": True}
-        runs.append(_summary(run, truth, qrels, config.k, brute_p50))
-        echo("  " + _line(runs[-1]))
-    if not config.keep:
-        store.drop_collection(coll.name)
-    return {"option": "binary candidate index", "ingest": ingest, "storage": storage, "runs": runs}
+) -> list[dict[str, Any]]:
+    """Each storage option's recall against exact MaxSim (of the vectors as encoded),
+    latency and bytes per token, on the first ``sweep_queries`` queries.
+
+    Query-time options run on the collection itself; the others on a copy of it built with
+    that option (kept like the collection, under ``bench-NAME-OPTION``).
+    """
+    queries, truth, qrels, numpy_ms = first
+    numpy_p50 = statistics.median(numpy_ms)
+    options: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
+        ("halfvec index, float16 matrices (defaults)", {}, [{}]),
+        ("query-token clustering", {}, [{"merge_threshold": t} for t in MERGE_THRESHOLDS]),
+        ("stage 2 from token rows", {}, [{"rescore_from": "tokens"}]),
+        ("binary candidate index", {"candidate_index": "binary"}, config.binary_settings),
+        ("int8 matrices", {"rescore_storage": "int8"}, [{}]),
+        ("pool factor 2", {"pool_factor": 2}, POOLED_SWEEP),
+        ("pool factor 3", {"pool_factor": 3}, POOLED_SWEEP),
+    ]
+    out = []
+    for option, collection_options, settings_list in options:
+        echo(f"storage option: {option} ...")
+        target, ingest, option_storage = coll, {"reused": True}, storage
+        if collection_options:
+            suffix = "-".join(str(v) for v in collection_options.values())
+            target, ingest = _ingest(
+                store, f"bench-{name}-{suffix}", enc, echo, config.keep, **collection_options
+            )
+            option_storage = _storage(store, target.id, len(enc.doc_tokens))
+            _timed(partial(_ids, target, k=config.k), queries)  # warm, as the collection was
+        runs = []
+        for knobs in settings_list:
+            probes: list[int] = []
+            run = _timed(_probing(target, probes, k=config.k, plan="index", **knobs), queries)
+            run.name, run.settings = f"lateinteract_pg, {option}", knobs or {"defaults": True}
+            run.extra = {"probes_mean": round(float(np.mean(probes)), 1)}
+            runs.append(_summary(run, truth, qrels, config.k, numpy_p50))
+            echo("  " + _line(runs[-1]))
+        out.append(
+            {
+                "option": option,
+                "collection": collection_options,
+                "ingest": ingest,
+                "storage": option_storage,
+                "runs": runs,
+            }
+        )
+        if collection_options and not config.keep:
+            store.drop_collection(target.name)
+    return out
+
+
+def _latency_only_cross_encoder(config: BenchConfig) -> Any:
+    """all-MiniLM-L6-v2's encoder under a freshly initialised one-logit head: the size and
+    shape of the common MS MARCO MiniLM-L-6 cross-encoder, so its cost is real; its
+    scores are not (it was never trained), so quality is not reported with it."""
+    import torch
+    import transformers
+
+    from .encoders import default_model_path
+    from .rerank import CrossEncoder
+
+    path = _cache_dir(config) / "latency-only-cross-encoder"
+    if not (path / "config.json").exists():
+        torch.manual_seed(0)
+        model = transformers.BertForSequenceClassification.from_pretrained(
+            default_model_path(), num_labels=1
+        )
+        model.save_pretrained(path)
+        transformers.AutoTokenizer.from_pretrained(default_model_path()).save_pretrained(path)
+    return CrossEncoder.from_pretrained(str(path))
+
+
+def _tiers(
+    config: BenchConfig,
+    store: Store,
+    coll: Any,
+    storage: dict[str, Any],
+    texts: list[str],
+    first: tuple[list[np.ndarray], list[list[str]], list[dict[str, int]], list[float]],
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """One row per tier on the first ``sweep_queries`` queries: quality, recall against
+    exact MaxSim, p50 latency (query encoding excluded) and bytes per document."""
+    from .rerank import CrossEncoder
+
+    queries, truth, qrels, numpy_ms = first
+    k = config.k
+    trained = config.reranker is not None
+    if config.reranker is not None:
+        reranker = CrossEncoder.from_pretrained(config.reranker)
+    else:
+        reranker = _latency_only_cross_encoder(config)
+    coll.attach_reranker(reranker)
+    late_bytes = storage["bytes_per_document"]
+    rows = []
+    for tier, options, per_doc in [
+        ("dense", {}, storage["dense_tier_bytes_per_document"]),
+        ("late", {}, late_bytes),
+        ("rerank", {"rerank_top": config.rerank_top}, late_bytes),
+    ]:
+        echo(f"tier {tier} ...")
+        m = config.rerank_queries if tier == "rerank" else len(queries)
+
+        texts_left = iter(texts)
+
+        def search(
+            query: np.ndarray,
+            tier: str = tier,
+            options: dict[str, Any] = options,
+            texts_left: Iterator[str] = texts_left,
+        ) -> list[str]:
+            hits = coll.search_embeddings(
+                query, k=k, tier=tier, query_text=next(texts_left), **options
+            )
+            return [h.id for h in hits]
+
+        run = _timed(search, queries[:m])
+        run.name, run.settings = f"tier {tier}", options or {"defaults": True}
+        row = _summary(run, truth[:m], qrels[:m], k, statistics.median(numpy_ms[:m]))
+        row.update(tier=tier, bytes_per_document=per_doc)
+        if tier == "rerank":
+            row["reranker"] = reranker.settings()
+            if not trained:
+                row["quality_meaningful"] = False
+                row["note"] = (
+                    "latency only: an untrained MS MARCO MiniLM-L-6-sized cross-encoder "
+                    "(no trained checkpoint given; pass --reranker)"
+                )
+        rows.append(row)
+        echo("  " + _line(row))
+    return rows
 
 
 def _encode_latency(config: BenchConfig, texts: list[str]) -> list[float]:
@@ -694,14 +856,44 @@ def _markdown(r: dict[str, Any]) -> str:
             f"ingest: COPY {ingest['copy_rows_per_s']} rows/s, "
             f"HNSW build {ingest['hnsw_build_s']} s"
         )
-    for option in r.get("storage_options", []):
-        per_token = option["storage"]["bytes_per_token"]
-        built = option["ingest"].get("hnsw_build_s")
-        lines.append(
-            f"{option['option']}: {per_token['total']} bytes/token, of which the index "
-            f"{per_token['hnsw_index']} (halfvec index: {s['bytes_per_token']['hnsw_index']})"
-            + ("" if built is None else f"; index build {built} s")
-        )
+    if r.get("storage_options"):
+        lines += [
+            "",
+            f"Storage options (first {r['storage_options'][0]['runs'][0]['queries']} queries; "
+            "bytes per token as encoded):",
+            "",
+            "| option | settings | bytes/token | of which index | recall@10 vs exact | probes "
+            "| p50 ms | p50 / numpy | nDCG@10 |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for option in r["storage_options"]:
+            per_token = option["storage"]["bytes_per_token"]
+            for row in option["runs"]:
+                settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+                lines.append(
+                    f"| {option['option']} | {settings} | {per_token['total']} | "
+                    f"{per_token['hnsw_index']} | {row['recall_at_k_vs_exact']:.4f} | "
+                    f"{row['probes_mean']} | {row['latency_ms']['p50']} | "
+                    f"{row['ratio_to_numpy']:.2f} | {row['ndcg_at_10']:.4f} |"
+                )
+    if r.get("tiers"):
+        lines += [
+            "",
+            "| tier | settings | queries | recall@10 vs exact MaxSim | nDCG@10 | p50 ms "
+            "| p50 / numpy | bytes/document |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in r["tiers"]:
+            settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+            quality = f"{row['ndcg_at_10']:.4f}"
+            if row.get("quality_meaningful") is False:
+                quality = "n/a (untrained)"
+            lines.append(
+                f"| {row['tier']} | {settings} | {row['queries']} | "
+                f"{row['recall_at_k_vs_exact']:.4f} | {quality} | {row['latency_ms']['p50']} | "
+                f"{row['ratio_to_numpy']:.2f} | {row['bytes_per_document']} |"
+            )
+        lines += [f"\n{row['tier']}: {row['note']}" for row in r["tiers"] if row.get("note")]
     for row in r["systems"]:
         if "exact_on_same_queries" in row:
             same = row["exact_on_same_queries"]

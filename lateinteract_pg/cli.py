@@ -150,8 +150,19 @@ def bench_options(command: F) -> F:
 @click.option(
     "--storage-options",
     is_flag=True,
-    help="also measure the storage options (a binary candidate index) on a copy of the collection",
+    help="also measure the storage options (query-token clustering, stage 2 from token rows, "
+    "and on copies of the collection: binary candidate index, int8 matrices, pool factor 2, 3)",
 )
+@click.option(
+    "--tiers", is_flag=True, help="also measure the dense and rerank tiers (first 100 queries)"
+)
+@click.option(
+    "--reranker",
+    default=None,
+    help="cross-encoder checkpoint (folder or hub name) for the rerank tier; without one, an "
+    "untrained MiniLM-L-6-sized cross-encoder gives its latency only",
+)
+@click.option("--rerank-top", type=int, default=50, show_default=True)
 @click.option("--quick", is_flag=True, help="5 queries, 1 s per QPS step: checks the bench runs")
 def bench(
     data_dir: Path, limit_docs: int | None, sweep: bool, keep: bool, quick: bool, **options: Any

@@ -245,11 +245,8 @@ class Collection:
     ) -> list[Hit]:
         """Encode ``text`` as a query with the collection's encoder and search.
 
-        ``tier`` picks the point on the cost/accuracy spectrum (see :meth:`search_embeddings`
-        for ``dense`` and ``late`` and their options); ``"rerank"`` takes the top
-        ``rerank_top`` (default 50, at least ``k``) of the late tier and orders them by the
-        attached cross-encoder's score (``attach_reranker``); hits' scores are then its
-        scores.
+        ``tier`` picks the point on the cost/accuracy spectrum: ``"dense"``, ``"late"`` or
+        ``"rerank"``; see :meth:`search_embeddings` for them and the other options.
 
         ``by_document``: passages (see :meth:`add`) count for their document: each document
         appears once, as its best passage, under the document's id.
@@ -257,22 +254,12 @@ class Collection:
         encoder = self._require_encoder()
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
-        if tier not in TIERS:
-            raise InvalidInput(f"tier must be one of {TIERS}, got {tier!r}")
-        top = DEFAULT_RERANK_TOP if rerank_top is None else rerank_top
-        if tier == "rerank":
-            if self.reranker is None:
-                raise InvalidInput(
-                    f"collection {self.name!r} has no reranker: attach_reranker(CrossEncoder"
-                    "(...)) or store.collection(name, reranker=...) first"
-                )
-            top = _check_knob("rerank_top", top, 1, MAX_K) or top
         query = encoder.encode_queries([text])[0]
 
         def retrieve(n: int) -> list[Hit]:
-            if tier != "rerank":
-                return self.search_embeddings(query, k=n, tier=tier, **options)
-            return self._rerank(text, query, n, max(n, top), options)
+            return self.search_embeddings(
+                query, k=n, tier=tier, rerank_top=rerank_top, query_text=text, **options
+            )
 
         if not by_document:
             return retrieve(_check_k(k))
@@ -292,7 +279,7 @@ class Collection:
         self, text: str, query: np.ndarray, k: int, top: int, options: dict[str, Any]
     ) -> list[Hit]:
         """The late tier's top ``top``, ordered by the cross-encoder; the best ``k``."""
-        hits = self.search_embeddings(query, k=top, tier="late", **options)
+        hits = self.search_embeddings(query, k=max(k, top), **options)
         late = self.last_search
         missing = [h.id for h in hits if not h.text]
         if missing:
@@ -657,6 +644,8 @@ class Collection:
         plan: PlanKind | None = None,
         tier: Tier = "late",
         rescore_from: str = "documents",
+        rerank_top: int | None = None,
+        query_text: str | None = None,
     ) -> list[Hit]:
         """The ``k`` documents with the highest MaxSim against ``query`` (m x dim).
 
@@ -668,13 +657,42 @@ class Collection:
         per-document matrices (to compare the two). ``last_search`` tells which plan ran,
         with its knobs and timings.
 
-        ``tier="dense"`` instead ranks by one vector per side: the normalised means of the
-        query's and of each document's token vectors, through their own HNSW index; scores
-        are their cosine similarity. (``"rerank"`` needs text: :meth:`search`.)
+        Tiers (``tier``), from cheapest to most accurate:
+
+        - ``"dense"``: one vector per side, the normalised means of the query's and of each
+          document's token vectors (as encoded, before pooling), through their own HNSW
+          index; scores are their cosine similarity;
+        - ``"late"`` (default): the above;
+        - ``"rerank"``: the late tier's top ``rerank_top`` (default 50, at least ``k``),
+          ordered by the attached cross-encoder (``attach_reranker``) reading
+          ``query_text`` with each document's text; scores are the cross-encoder's.
         """
         started = time.perf_counter()
         q = validate_query(query, self.dim)
         k = _check_k(k)
+        if tier not in TIERS:
+            raise InvalidInput(f"tier must be one of {TIERS}, got {tier!r}")
+        if tier == "rerank":
+            if self.reranker is None:
+                raise InvalidInput(
+                    f"collection {self.name!r} has no reranker: attach_reranker(CrossEncoder"
+                    "(...)) or store.collection(name, reranker=...) first"
+                )
+            if not isinstance(query_text, str) or not query_text.strip():
+                raise InvalidInput("the rerank tier needs the query's text: query_text=...")
+            top = DEFAULT_RERANK_TOP if rerank_top is None else rerank_top
+            top = _check_knob("rerank_top", top, 1, MAX_K) or DEFAULT_RERANK_TOP
+            options = {
+                "exact": exact,
+                "candidates_per_token": candidates_per_token,
+                "ef_search": ef_search,
+                "rerank_depth": rerank_depth,
+                "merge_threshold": merge_threshold,
+                "imputation": imputation,
+                "plan": plan,
+                "rescore_from": rescore_from,
+            }
+            return self._rerank(query_text, q, k, top, options)
         if tier == "dense":
             with self.store.lock:
                 hits = self._search_dense(q, k)
@@ -686,11 +704,6 @@ class Collection:
                 total_ms=(time.perf_counter() - started) * 1000,
             )
             return hits
-        if tier != "late":
-            raise InvalidInput(
-                f"search_embeddings takes tier 'late' or 'dense', got {tier!r} "
-                "(the rerank tier needs the query text: search())"
-            )
         if rescore_from not in ("documents", "tokens"):
             raise InvalidInput(
                 f"rescore_from must be 'documents' or 'tokens', got {rescore_from!r}"

@@ -27,6 +27,8 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
         qps_seconds=1.0,
         storage_options=True,
         binary_settings=[{}, {"candidates_per_token": 60, "ef_search": 60, "rerank_depth": 20}],
+        tiers=True,
+        rerank_top=20,
     )
     report = run_bench(config, echo=lines.append)
     saved = json.loads((tmp_path / "out" / "adi.json").read_text())
@@ -57,11 +59,47 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     assert saved["ingest"]["copy_rows_per_s"] > 0 and saved["ingest"]["hnsw_build_s"] >= 0
     assert saved["storage"]["bytes_per_token"]["total"] > 2 * 384
     assert saved["encoding_ms"]["p50"] > 0 and saved["server"]["version"]
-    (binary,) = saved["storage_options"]
-    halfvec_index = saved["storage"]["bytes_per_token"]["hnsw_index"]
-    assert 0 < binary["storage"]["bytes_per_token"]["hnsw_index"] < halfvec_index
-    binary_runs = [r for r in saved["sweep"] if r["system"] == "lateinteract_pg, binary index"]
-    assert len(binary_runs) == 2 and all(0 < r["recall_at_k_vs_exact"] <= 1 for r in binary_runs)
+    options = {o["option"]: o for o in saved["storage_options"]}
+    assert list(options) == [
+        "halfvec index, float16 matrices (defaults)",
+        "query-token clustering",
+        "stage 2 from token rows",
+        "binary candidate index",
+        "int8 matrices",
+        "pool factor 2",
+        "pool factor 3",
+    ]
+
+    def per_token(option: str, part: str = "total") -> float:
+        return options[option]["storage"]["bytes_per_token"][part]
+
+    def runs(option: str) -> list[dict]:
+        return options[option]["runs"]
+
+    defaults = "halfvec index, float16 matrices (defaults)"
+    assert per_token(defaults) == saved["storage"]["bytes_per_token"]["total"]
+    assert 0 < per_token("binary candidate index", "hnsw_index") < per_token(defaults, "hnsw_index")
+    assert per_token("int8 matrices", "document_rows") < 0.7 * per_token(defaults, "document_rows")
+    assert per_token("pool factor 3") < per_token("pool factor 2") < 0.7 * per_token(defaults)
+    assert len(runs("binary candidate index")) == 2
+    for option in options:
+        assert all(0 < r["recall_at_k_vs_exact"] <= 1 and r["queries"] == 5 for r in runs(option))
+    # the same vectors from token rows: the same results
+    assert (
+        runs("stage 2 from token rows")[0]["recall_at_k_vs_exact"]
+        == (runs(defaults)[0]["recall_at_k_vs_exact"])
+    )
+    probes = [runs(defaults)[0]["probes_mean"]] + [
+        r["probes_mean"] for r in runs("query-token clustering")
+    ]
+    assert probes == sorted(probes, reverse=True) and probes[-1] < probes[0]
+    tiers = {row["tier"]: row for row in saved["tiers"]}
+    assert list(tiers) == ["dense", "late", "rerank"]
+    assert 0 < tiers["dense"]["bytes_per_document"] < tiers["late"]["bytes_per_document"]
+    assert tiers["late"]["recall_at_k_vs_exact"] == 1.0  # exhaustive on adi
+    assert 0 < tiers["dense"]["recall_at_k_vs_exact"] < 1.0
+    assert tiers["rerank"]["quality_meaningful"] is False and "untrained" in tiers["rerank"]["note"]
+    assert "| tier |" in (tmp_path / "out" / "adi.md").read_text()
     assert "torch==2.11.0" in saved["peers"]["fast_plaid"]
     assert (tmp_path / "out" / "adi.md").read_text().startswith("## adi")
     assert (tmp_path / "out" / "adi-recall-latency.png").read_bytes()[:4] == b"\x89PNG"

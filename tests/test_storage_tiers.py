@@ -124,8 +124,10 @@ def test_dense_tier_ranks_by_mean_vectors(store: lip.Store, monkeypatch) -> None
     assert [h.id for h in coll.search_embeddings(query, k=k, tier="dense")] == [
         ids[j] for j in order
     ]
-    with pytest.raises(lip.InvalidInput, match="tier"):
+    with pytest.raises(lip.InvalidInput, match="no reranker"):
         coll.search_embeddings(query, tier="rerank")
+    with pytest.raises(lip.InvalidInput, match="tier"):
+        coll.search_embeddings(query, tier="sparse")  # type: ignore[arg-type]
 
 
 def test_storage_options_are_checked_and_fixed_at_creation(store: lip.Store) -> None:

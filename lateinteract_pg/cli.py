@@ -223,6 +223,24 @@ def _load_encoder(model: str) -> Any:
     default=None,
     help="split documents into passages of at most N words (ids '<id>#<n>')",
 )
+@click.option(
+    "--candidate-index",
+    type=click.Choice(["halfvec", "binary"]),
+    default=None,
+    help="a new collection's stage-1 index [default: halfvec]",
+)
+@click.option(
+    "--pool-factor",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="a new collection pools each document's tokens to about 1/N [default: 1]",
+)
+@click.option(
+    "--rescore-storage",
+    type=click.Choice(["float16", "int8"]),
+    default=None,
+    help="a new collection's re-scoring matrices [default: float16]",
+)
 @database_options
 def ingest(
     file: Path,
@@ -232,6 +250,7 @@ def ingest(
     passage_words: int | None,
     dsn: str | None,
     schema: str,
+    **storage: Any,
 ) -> None:
     """Encode and add the documents of a JSON-lines FILE (BEIR corpus layout, or one
     {"id", "text", "metadata"} object per line); existing ids are replaced."""
@@ -241,7 +260,7 @@ def ingest(
     encoder = _load_encoder(model)
     added = 0
     with connect(dsn, schema=schema) as store:
-        coll = store.collection(collection, encoder=encoder)
+        coll = store.collection(collection, encoder=encoder, **storage)
         batch: list[Document] = []
         for doc_id, text, metadata in read_documents(file):
             batch.append(Document(doc_id, text, metadata))
@@ -261,6 +280,14 @@ def ingest(
 @click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per hit")
 @click.option("--by-document", is_flag=True, help="one hit per document for passage ids")
+@click.option(
+    "--tier",
+    type=click.Choice(["dense", "late", "rerank"]),
+    default="late",
+    show_default=True,
+    help="dense: one vector per document; late: MaxSim; rerank: late + a cross-encoder",
+)
+@click.option("--reranker", default=None, help="cross-encoder checkpoint for --tier rerank")
 @database_options
 def search(
     query: str,
@@ -269,14 +296,24 @@ def search(
     k: int,
     as_json: bool,
     by_document: bool,
+    tier: Any,
+    reranker: str | None,
     dsn: str | None,
     schema: str,
 ) -> None:
-    """Search a collection with a text QUERY; prints hits with their exact MaxSim scores."""
+    """Search a collection with a text QUERY; prints hits with their scores (exact MaxSim in
+    the late tier)."""
     encoder = _load_encoder(model)
+    if tier == "rerank" and reranker is None:
+        raise click.UsageError("--tier rerank needs --reranker CHECKPOINT")
+    cross = None
+    if reranker is not None:
+        from .rerank import CrossEncoder
+
+        cross = CrossEncoder.from_pretrained(reranker)
     with connect(dsn, schema=schema) as store:
-        coll = store.collection(collection, encoder=encoder, create=False)
-        hits = coll.search(query, k=k, by_document=by_document)
+        coll = store.collection(collection, encoder=encoder, reranker=cross, create=False)
+        hits = coll.search(query, k=k, by_document=by_document, tier=tier)
         for rank, hit in enumerate(hits, 1):
             if as_json:
                 click.echo(json.dumps(hit.__dict__))

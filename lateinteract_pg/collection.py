@@ -48,8 +48,6 @@ PROGRESS_MIN_TOKENS = 200_000
 REBUILD_RATIO = 0.2
 MAX_K = 100_000
 DEFAULT_RERANK_TOP = 50  # documents the cross-encoder reads in the rerank tier
-# the dense tier's HNSW scan yields at most ef_search rows; past this k it scans exactly
-MAX_DENSE_INDEX_K = 500
 
 
 def _check_k(k: Any) -> int:
@@ -780,20 +778,10 @@ class Collection:
         ]
 
     def _search_dense(self, q: np.ndarray, k: int) -> list[Hit]:
-        """The dense tier: nearest documents by their mean vector, through the HNSW index
-        (up to MAX_DENSE_INDEX_K results; beyond that an exact scan)."""
-        vector = pooling.dense_vectors(q, np.array([0, len(q)]))[0]
-        distance = sql.SQL("dense::halfvec({}) <#> %(q)s").format(sql.Literal(self.dim))
-        if k > MAX_DENSE_INDEX_K:  # an expression the index does not match: exact order
-            distance = sql.SQL("({}) + 0").format(distance)
-        else:
-            self.store.set_session("hnsw.ef_search", str(max(64, 2 * k)))
+        """The dense tier, by the SQL function ``search_dense`` (nearest mean vectors)."""
         rows = self.conn.execute(
-            sql.SQL(
-                "SELECT external_id, -({d}) AS score, text, metadata FROM {documents} "
-                "WHERE collection_id = {id} AND dense IS NOT NULL ORDER BY {d} LIMIT %(k)s"
-            ).format(d=distance, documents=self._documents, id=sql.Literal(self.id)),
-            {"q": HalfVector(vector), "k": k},
+            sql.SQL("SELECT * FROM {}(%s, %s, %s)").format(self.store.table("search_dense")),
+            (self.name, [HalfVector(v) for v in q], k),
         ).fetchall()
         return [Hit(r[0], float(r[1]), r[2], r[3]) for r in rows]
 

@@ -27,10 +27,12 @@ SETTINGS = (
 
 _COLLECTIONS = """
 SELECT c.id, c.name, c.dim, c.n_documents, c.n_tokens, c.hnsw_m, c.hnsw_ef_construction,
-       c.candidate_index,
+       c.candidate_index, c.pool_factor, c.rescore_storage,
        (SELECT count(*) FROM {documents} AS d WHERE d.collection_id = c.id) AS documents_counted,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id)) AS token_table,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id || '_hnsw')) AS index,
+       to_regclass(format('%%I.%%I', %(schema)s::text, 'documents_' || c.id || '_dense_hnsw'))
+           AS dense_index,
        (SELECT s.last_analyze IS NOT NULL OR s.last_autoanalyze IS NOT NULL
         FROM pg_stat_all_tables AS s
         WHERE s.schemaname = %(schema)s AND s.relname = 'tokens_' || c.id) AS analyzed
@@ -144,6 +146,11 @@ def _collections(
                 f"collection {name!r}: HNSW index {index['name']} is invalid "
                 "(an interrupted CREATE INDEX CONCURRENTLY?): REINDEX it"
             )
+        if row["dense_index"] is None:
+            problems.append(
+                f"collection {name!r}: no dense-tier index (documents_{row['id']}_dense_hnsw); "
+                "tier='dense' searches scan every document"
+            )
         if row["n_tokens"] > 0 and row["analyzed"] is False:
             warnings.append(
                 f"collection {name!r}: its token partition was never analyzed, so the planner "
@@ -162,7 +169,10 @@ def _collections(
                 "tokens": row["n_tokens"],
                 "hnsw": {"m": row["hnsw_m"], "ef_construction": row["hnsw_ef_construction"]},
                 "candidate_index": row["candidate_index"],
+                "pool_factor": row["pool_factor"],
+                "rescore_storage": row["rescore_storage"],
                 "index": index,
+                "dense_index": row["dense_index"] is not None,
             }
         )
     return out

@@ -99,5 +99,5 @@ def dense_vectors(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     >>> np.round(dense_vectors(t, np.array([0, 2, 3])).astype(float), 3).tolist()
     [[0.707, 0.707], [0.0, 1.0]]
     """
-    sums = np.add.reduceat(np.asarray(tokens, dtype=np.float32), offsets[:-1], axis=0)
+    sums = np.add.reduceat(tokens, offsets[:-1], axis=0, dtype=np.float32)
     return _unit(sums)

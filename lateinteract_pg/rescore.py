@@ -112,11 +112,16 @@ def pack_matrices(tokens: np.ndarray, offsets: np.ndarray, storage: RescoreStora
     if storage == "float16":
         little_endian = tokens.astype("<f2", copy=False)
         return [little_endian[lo:hi].tobytes() for lo, hi in pairwise(offsets)]
+    return [_int8_bytes(tokens[lo:hi]) for lo, hi in pairwise(offsets)]
+
+
+def _int8_bytes(tokens: np.ndarray) -> bytes:
+    """One matrix as int8 values (per-token scale: the largest magnitude maps to 127), then
+    the float32 scales."""
     values = tokens.astype(np.float32)
     peak = np.abs(values).max(axis=1)
     scales = np.where(peak > 0, peak / 127.0, 1.0).astype("<f4")
-    quantised = np.rint(values / scales[:, None]).astype(np.int8)
-    return [quantised[lo:hi].tobytes() + scales[lo:hi].tobytes() for lo, hi in pairwise(offsets)]
+    return np.rint(values / scales[:, None]).astype(np.int8).tobytes() + scales.tobytes()
 
 
 def decode_matrices(

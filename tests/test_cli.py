@@ -78,3 +78,40 @@ def test_search_unknown_collection(pg_dsn: str, schema_name: str, cleanup: None)
     )  # fmt: skip
     assert result.exit_code != 0
     assert "no collection named 'nope'" in str(result.exception) + result.output
+
+
+def test_ingest_with_storage_options_and_search_each_tier(
+    pg_dsn: str, schema_name: str, data_dir: Path, tmp_path: Path, cleanup: None
+) -> None:
+    from tests.test_rerank import build_tiny_cross_encoder
+
+    runner = CliRunner()
+    common = ["--collection", "adi", "--model", "minilm", "--dsn", pg_dsn, "--schema", schema_name]
+    options = ["--pool-factor", "2", "--rescore-storage", "int8", "--candidate-index", "binary"]
+    corpus = str(data_dir / "adi" / "corpus.jsonl")
+    result = runner.invoke(cli, ["ingest", corpus, *options, *common])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute(
+            sql.SQL(
+                "SELECT pool_factor, rescore_storage, candidate_index FROM {} WHERE name = 'adi'"
+            ).format(sql.Identifier(schema_name, "collections"))
+        ).fetchone()
+    assert row == (2, "int8", "binary")
+    reranker = str(build_tiny_cross_encoder(tmp_path / "cross"))
+    ranked = {}
+    for tier in ("dense", "late", "rerank"):
+        extra = ["--reranker", reranker] if tier == "rerank" else []
+        args = ["search", "computer indexing", "-k", "20", "--json", "--tier", tier, *extra]
+        found = runner.invoke(cli, [*args, *common])
+        assert found.exit_code == 0, found.output
+        ranked[tier] = [json.loads(line)["id"] for line in found.stdout.splitlines()]
+        assert len(ranked[tier]) == 20
+    assert set(ranked["rerank"]) <= set(  # rerank_top 50 > k: a subset of the late top 50
+        json.loads(line)["id"]
+        for line in runner.invoke(
+            cli, ["search", "computer indexing", "-k", "50", "--json", *common]
+        ).stdout.splitlines()
+    )
+    refused = runner.invoke(cli, ["search", "x", "--tier", "rerank", *common])
+    assert refused.exit_code != 0 and "--reranker" in refused.output

@@ -176,3 +176,65 @@ def test_binary_candidate_index_recall_against_exact(
         recall[len(knobs)] = found / (10 * len(medline.queries))
     # measured: 1.000 and 1.000 (a re-rank depth of 200 is a fifth of medline)
     assert recall[0] >= 0.98 and recall[3] >= 0.99, recall
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["pool2", "pool3"])
+def medline_pooled(request: pytest.FixtureRequest, pg_dsn: str, medline: Encoded) -> Iterator:
+    name = f"medline-pool{request.param}"
+    with lip.connect(pg_dsn, schema="lip_test_medline") as store:
+        if name in store:
+            store.drop_collection(name)
+        coll = store.collection(name, dim=medline.docs[0].shape[1], pool_factor=request.param)
+        coll.add_embeddings(medline.ids, medline.docs)
+        yield coll
+        store.drop_collection(name)
+
+
+def _recall(coll: lip.Collection, medline: Encoded, **options: object) -> float:
+    found = 0
+    for query in medline.queries:
+        hits = coll.search_embeddings(query, k=10, **options)  # type: ignore[arg-type]
+        found += len({h.id for h in hits} & {doc for doc, _ in medline.exact_top(query, 10)})
+    return found / (10 * len(medline.queries))
+
+
+def test_pooled_documents_keep_most_of_exact_recall(
+    medline_pooled: lip.Collection, medline: Encoded
+) -> None:
+    """Pooling trades recall against exact MaxSim (of the unpooled vectors) for 1/2 or 1/3
+    of the token rows; every document still comes back under its own id."""
+    coll = medline_pooled
+    factor = coll.pool_factor
+    tokens = sum(max(1, len(d) // factor) for d in medline.docs)
+    (info,) = [c for c in coll.store.collections() if c.name == coll.name]
+    assert info.n_tokens == tokens
+    recall = _recall(coll, medline, plan="index")
+    exhaustive = _recall(coll, medline, plan="exhaustive")
+    # measured: 0.947 (factor 2) and 0.907 (factor 3) at defaults, the same exhaustively:
+    # what is lost is in the pooled scores, not in the candidates
+    assert recall >= {2: 0.92, 3: 0.87}[factor], recall
+    assert abs(recall - exhaustive) <= 0.01
+    for j in range(0, len(medline.ids), 97):
+        assert coll.search_embeddings(medline.docs[j], k=1)[0].id == medline.ids[j]
+
+
+def test_int8_matrices_and_query_clustering_against_exact(
+    pg_dsn: str, medline: Encoded, medline_store: lip.Collection
+) -> None:
+    """int8 re-scoring matrices keep the ranking; clustering query tokens (fewer probes)
+    costs a little recall; the dense tier is the coarse end of the spectrum."""
+    with lip.connect(pg_dsn, schema="lip_test_medline") as store:
+        if "medline-int8" in store:
+            store.drop_collection("medline-int8")
+        small = store.collection(
+            "medline-int8", dim=medline.docs[0].shape[1], rescore_storage="int8"
+        )
+        small.add_embeddings(medline.ids, medline.docs)
+        int8_recall = _recall(small, medline, plan="index")
+        store.drop_collection("medline-int8")
+    clustered = _recall(medline_store, medline, plan="index", merge_threshold=0.9)
+    dense = _recall(medline_store, medline, tier="dense")
+    # measured: int8 1.000, clustered 1.000, dense 0.753
+    assert int8_recall >= 0.99, int8_recall
+    assert clustered >= 0.98, clustered
+    assert 0.6 < dense < 0.9, dense

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import psycopg
 import pytest
+from pgvector import HalfVector
 from psycopg import sql
 
 import lateinteract_pg as lip
@@ -103,9 +104,7 @@ def test_rescoring_from_token_rows_gives_the_same_results(store: lip.Store) -> N
         coll.search_embeddings(query, rescore_from="nowhere")
 
 
-def test_dense_tier_ranks_by_mean_vectors(store: lip.Store, monkeypatch) -> None:
-    from lateinteract_pg import collection as collection_module
-
+def test_dense_tier_ranks_by_mean_vectors(store: lip.Store) -> None:
     ids, docs = _documents(80, seed=6)
     coll = store.collection("dense", dim=DIM, pool_factor=3)
     coll.add_embeddings(ids, docs)
@@ -119,11 +118,15 @@ def test_dense_tier_ranks_by_mean_vectors(store: lip.Store, monkeypatch) -> None
         assert coll.last_search is not None and coll.last_search.tier == "dense"
         assert [h.id for h in hits] == [ids[j] for j in order]
         np.testing.assert_allclose([h.score for h in hits], expected[order], atol=3e-3)
-    # past MAX_DENSE_INDEX_K the same ranking comes from an exact scan
-    monkeypatch.setattr(collection_module, "MAX_DENSE_INDEX_K", 3)
-    assert [h.id for h in coll.search_embeddings(query, k=k, tier="dense")] == [
-        ids[j] for j in order
-    ]
+    # past k = 500 an exact scan: every document, in the same order as numpy's
+    everything = coll.search_embeddings(query, k=501, tier="dense")
+    assert [h.id for h in everything] == [ids[j] for j in np.argsort(-expected)]
+    # the SQL function is the same search
+    rows = store.conn.execute(
+        sql.SQL("SELECT id FROM {}('dense', %s, 5)").format(store.table("search_dense")),
+        ([HalfVector(v) for v in query],),
+    ).fetchall()
+    assert [r[0] for r in rows] == [h.id for h in everything[:5]]
     with pytest.raises(lip.InvalidInput, match="no reranker"):
         coll.search_embeddings(query, tier="rerank")
     with pytest.raises(lip.InvalidInput, match="tier"):

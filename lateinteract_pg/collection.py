@@ -48,6 +48,7 @@ PROGRESS_MIN_TOKENS = 200_000
 REBUILD_RATIO = 0.2
 MAX_K = 100_000
 DEFAULT_RERANK_TOP = 50  # documents the cross-encoder reads in the rerank tier
+MAX_DENSE_INDEX_K = 500  # as in search_dense(): beyond, the dense tier scans exactly
 
 
 def _check_k(k: Any) -> int:
@@ -778,10 +779,21 @@ class Collection:
         ]
 
     def _search_dense(self, q: np.ndarray, k: int) -> list[Hit]:
-        """The dense tier, by the SQL function ``search_dense`` (nearest mean vectors)."""
+        """The dense tier: what the SQL function ``search_dense`` does, with the query's mean
+        vector taken here (one statement, no plpgsql: a few milliseconds less)."""
+        mean = pooling.dense_vectors(q, np.array([0, len(q)]))[0]
+        distance = sql.SQL("d.dense::halfvec({}) <#> %(q)s").format(sql.Literal(self.dim))
+        if k > MAX_DENSE_INDEX_K:  # past what one HNSW scan yields: an exact scan
+            distance = sql.SQL("({}) + 0").format(distance)
+        else:
+            self.store.set_session("hnsw.ef_search", str(max(64, 2 * k)))
         rows = self.conn.execute(
-            sql.SQL("SELECT * FROM {}(%s, %s, %s)").format(self.store.table("search_dense")),
-            (self.name, [HalfVector(v) for v in q], k),
+            sql.SQL(
+                "SELECT d.external_id, -({distance}), d.text, d.metadata FROM {documents} AS d "
+                "WHERE d.collection_id = {id} AND d.dense IS NOT NULL "
+                "ORDER BY {distance} LIMIT %(k)s"
+            ).format(distance=distance, documents=self._documents, id=sql.Literal(self.id)),
+            {"q": HalfVector(mean), "k": k},
         ).fetchall()
         return [Hit(r[0], float(r[1]), r[2], r[3]) for r in rows]
 

@@ -255,6 +255,15 @@ class Collection:
             raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
         query = encoder.encode_queries([text])[0]
 
+        if tier == "rerank" and by_document:
+            # the late tier's best passage of each of the top documents, reranked once
+            top = self._check_rerank(text, rerank_top)
+            wanted = _check_k(k)
+            hits = self._by_document(
+                lambda n: self.search_embeddings(query, k=n, **options), max(wanted, top)
+            )
+            return self._reorder(text, hits, wanted, self.last_search)
+
         def retrieve(n: int) -> list[Hit]:
             return self.search_embeddings(
                 query, k=n, tier=tier, rerank_top=rerank_top, query_text=text, **options
@@ -262,7 +271,12 @@ class Collection:
 
         if not by_document:
             return retrieve(_check_k(k))
-        wanted = _check_k(k)
+        return self._by_document(retrieve, _check_k(k))
+
+    @staticmethod
+    def _by_document(retrieve: Any, wanted: int) -> list[Hit]:
+        """The best ``wanted`` documents, each once as its best passage: fetches deeper until
+        the passages found cover that many documents."""
         fetch = wanted
         while True:
             hits = retrieve(fetch)
@@ -274,19 +288,34 @@ class Collection:
                 return list(best.values())[:wanted]
             fetch = min(MAX_K, fetch * 4)
 
-    def _rerank(
-        self, text: str, query: np.ndarray, k: int, top: int, options: dict[str, Any]
-    ) -> list[Hit]:
-        """The late tier's top ``top``, ordered by the cross-encoder; the best ``k``."""
-        hits = self.search_embeddings(query, k=max(k, top), **options)
-        late = self.last_search
+    def _check_rerank(self, query_text: Any, rerank_top: Any) -> int:
+        """The rerank tier's depth, once its prerequisites are checked."""
+        if self.reranker is None:
+            raise InvalidInput(
+                f"collection {self.name!r} has no reranker: attach_reranker(CrossEncoder"
+                "(...)) or store.collection(name, reranker=...) first"
+            )
+        if not isinstance(query_text, str) or not query_text.strip():
+            raise InvalidInput("the rerank tier needs the query's text: query_text=...")
+        top = DEFAULT_RERANK_TOP if rerank_top is None else rerank_top
+        return _check_knob("rerank_top", top, 1, MAX_K) or DEFAULT_RERANK_TOP
+
+    def _reorder(self, text: str, hits: list[Hit], k: int, late: SearchStats | None) -> list[Hit]:
+        """``hits`` ordered by the cross-encoder's scores; the best ``k``."""
         missing = [h.id for h in hits if not h.text]
         if missing:
             raise InvalidInput(
                 f"the rerank tier reads document texts; these have none: {missing[:5]}"
             )
         started = time.perf_counter()
-        scores = np.asarray(self.reranker.score(text, [h.text for h in hits]), dtype=np.float64)
+        scores = np.zeros(0)
+        if hits:
+            scores = np.asarray(self.reranker.score(text, [h.text for h in hits]), np.float64)
+            if scores.shape != (len(hits),) or not np.isfinite(scores).all():
+                raise InvalidInput(
+                    f"the reranker returned {scores.shape} scores for {len(hits)} texts, or "
+                    "non-finite ones: one finite score per text is needed"
+                )
         order = sorted(range(len(hits)), key=lambda j: (-scores[j], j))[:k]
         reranked = [
             Hit(hits[j].id, float(scores[j]), hits[j].text, hits[j].metadata) for j in order
@@ -564,6 +593,8 @@ class Collection:
         # sorting them to the HNSW index (PostgreSQL 16 and 18, a fresh load; tested).
         # ANALYZE tells it the filter keeps every row.
         self.conn.execute(sql.SQL("ANALYZE {} (collection_id)").format(self._tokens))
+        # and that the dense tier's partial index covers this collection's documents
+        self.conn.execute(sql.SQL("ANALYZE {} (collection_id)").format(self._documents))
         log.info("built HNSW index of %r in %.1f s", self.name, time.perf_counter() - started)
 
     def delete(self, ids: Sequence[str] | str) -> int:
@@ -672,16 +703,8 @@ class Collection:
         if tier not in TIERS:
             raise InvalidInput(f"tier must be one of {TIERS}, got {tier!r}")
         if tier == "rerank":
-            if self.reranker is None:
-                raise InvalidInput(
-                    f"collection {self.name!r} has no reranker: attach_reranker(CrossEncoder"
-                    "(...)) or store.collection(name, reranker=...) first"
-                )
-            if not isinstance(query_text, str) or not query_text.strip():
-                raise InvalidInput("the rerank tier needs the query's text: query_text=...")
-            top = DEFAULT_RERANK_TOP if rerank_top is None else rerank_top
-            top = _check_knob("rerank_top", top, 1, MAX_K) or DEFAULT_RERANK_TOP
-            options = {
+            top = self._check_rerank(query_text, rerank_top)
+            options: dict[str, Any] = {
                 "exact": exact,
                 "candidates_per_token": candidates_per_token,
                 "ef_search": ef_search,
@@ -691,10 +714,11 @@ class Collection:
                 "plan": plan,
                 "rescore_from": rescore_from,
             }
-            return self._rerank(query_text, q, k, top, options)
+            hits = self.search_embeddings(q, k=max(k, top), **options)
+            return self._reorder(str(query_text), hits, k, self.last_search)
         if tier == "dense":
             with self.store.lock:
-                hits = self._search_dense(q, k)
+                hits = self._search_dense(q, k, exact)
             self.last_search = SearchStats(
                 plan="dense",
                 tier="dense",
@@ -778,12 +802,12 @@ class Collection:
             for i, pos, sim, start, end, piece in rows
         ]
 
-    def _search_dense(self, q: np.ndarray, k: int) -> list[Hit]:
+    def _search_dense(self, q: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
         """The dense tier: what the SQL function ``search_dense`` does, with the query's mean
         vector taken here (one statement, no plpgsql: a few milliseconds less)."""
         mean = pooling.dense_vectors(q, np.array([0, len(q)]))[0]
         distance = sql.SQL("d.dense::halfvec({}) <#> %(q)s").format(sql.Literal(self.dim))
-        if k > MAX_DENSE_INDEX_K:  # past what one HNSW scan yields: an exact scan
+        if exact or k > MAX_DENSE_INDEX_K:  # past what one HNSW scan yields: an exact scan
             distance = sql.SQL("({}) + 0").format(distance)
         else:
             self.store.set_session("hnsw.ef_search", str(max(64, 2 * k)))

@@ -109,15 +109,19 @@ def check_storage(pool_factor: Any, rescore_storage: Any) -> tuple[int, RescoreS
     return pool_factor, rescore_storage
 
 
-def dense_index_sql(schema: str, collection_id: int, dim: int) -> sql.Composed:
+def dense_index_sql(
+    schema: str, collection_id: int, dim: int, m: int = 16, ef_construction: int = 64
+) -> sql.Composed:
     """The dense tier's HNSW index of one collection: partial, over its documents' rows."""
     return sql.SQL(
         "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ((dense::halfvec({})) halfvec_ip_ops) "
-        "WHERE collection_id = {}"
+        "WITH (m = {}, ef_construction = {}) WHERE collection_id = {}"
     ).format(
         sql.Identifier(f"documents_{collection_id}_dense_hnsw"),
         sql.Identifier(schema, "documents"),
         sql.Literal(dim),
+        sql.Literal(m),
+        sql.Literal(ef_construction),
         sql.Literal(collection_id),
     )
 
@@ -311,6 +315,9 @@ class Store:
             "pool_factor": pool_factor,
             "rescore_storage": rescore_storage,
         }
+        check_storage(1 if pool_factor is None else pool_factor, rescore_storage or "float16")
+        if candidate_index is not None:
+            check_candidate_index(candidate_index)
         for option, value in asked.items():
             if value is not None and value != getattr(coll, option):
                 hint = " (Collection.set_candidate_index switches it)" * (
@@ -360,12 +367,15 @@ class Store:
                 existing = self._fetch_collection(name)
                 assert existing is not None
                 return existing
+            # the dense index first: its build waits for writers of other collections to
+            # commit, and until then this transaction should not yet hold the token table's
+            # exclusive lock, which stops every search
+            self.conn.execute(dense_index_sql(self.schema, row[0], dim, m, ef))
             self.conn.execute(
                 sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({})").format(
                     self.table(f"tokens_{row[0]}"), self.table("tokens"), sql.Literal(row[0])
                 )
             )
-            self.conn.execute(dense_index_sql(self.schema, row[0], dim))
             log.info("created collection %r (id %s, dim %s)", name, row[0], dim)
             return row
 
@@ -392,13 +402,16 @@ class Store:
                 sql.SQL("DROP TABLE IF EXISTS {}").format(self.table(f"tokens_{row[0]}"))
             )
             self.conn.execute(
+                sql.SQL("DELETE FROM {} WHERE id = %s").format(self.table("collections")),
+                (row[0],),
+            )
+        # after the commit, in a short transaction of its own: DROP INDEX locks the shared
+        # documents table against every read until it commits (the index is empty by now)
+        with self.lock, write_errors(f"dropping {name!r}"), self.conn.transaction():
+            self.conn.execute(
                 sql.SQL("DROP INDEX IF EXISTS {}").format(
                     self.table(f"documents_{row[0]}_dense_hnsw")
                 )
-            )
-            self.conn.execute(
-                sql.SQL("DELETE FROM {} WHERE id = %s").format(self.table("collections")),
-                (row[0],),
             )
         log.info("dropped collection %r", name)
 

@@ -207,3 +207,36 @@ def test_rerank_tier_refuses_what_it_cannot_do(store: lip.Store, reranker: Cross
     bare.add_embeddings(["x"], encoder.encode_documents(["no text stored"]))
     with pytest.raises(lip.InvalidInput, match="texts"):
         bare.search("text", tier="rerank")
+
+
+class _Counting:
+    """Wraps a reranker, counting its calls and texts; ``bad`` makes it return one score too few."""
+
+    def __init__(self, inner: CrossEncoder, bad: bool = False) -> None:
+        self.inner, self.bad, self.calls = inner, bad, []  # type: ignore[var-annotated]
+
+    def score(self, query: str, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        scores = self.inner.score(query, texts)
+        return scores[:-1] if self.bad else scores
+
+
+def test_rerank_by_document_reranks_each_document_once(
+    store: lip.Store, reranker: CrossEncoder
+) -> None:
+    from lateinteract_pg.encoders import TokenEncoder
+
+    counting = _Counting(reranker)
+    coll = store.collection("passages", encoder=TokenEncoder.from_pretrained(), reranker=counting)
+    long_docs = [
+        {"id": f"doc{j}", "text": " ".join(SENTENCES[j:] + SENTENCES[:j])} for j in range(6)
+    ]
+    coll.add(long_docs, passage_words=12)
+    hits = coll.search("vectors and indexes", k=4, tier="rerank", rerank_top=5, by_document=True)
+    assert len(hits) == 4 == len({h.id for h in hits}) and all("#" not in h.id for h in hits)
+    assert counting.calls == [5]  # one call, one passage per document
+    late = coll.search("vectors and indexes", k=5, by_document=True)
+    assert {h.id for h in hits} <= {h.id for h in late}
+    coll.attach_reranker(_Counting(reranker, bad=True))
+    with pytest.raises(lip.InvalidInput, match="one finite score per text"):
+        coll.search("vectors", k=3, tier="rerank")

@@ -121,6 +121,8 @@ def test_dense_tier_ranks_by_mean_vectors(store: lip.Store) -> None:
     # past k = 500 an exact scan: every document, in the same order as numpy's
     everything = coll.search_embeddings(query, k=501, tier="dense")
     assert [h.id for h in everything] == [ids[j] for j in np.argsort(-expected)]
+    exact = coll.search_embeddings(query, k=7, tier="dense", exact=True)
+    assert [h.id for h in exact] == [h.id for h in everything[:7]]
     # the SQL function is the same search
     rows = store.conn.execute(
         sql.SQL("SELECT id FROM {}('dense', %s, 5)").format(store.table("search_dense")),
@@ -146,6 +148,8 @@ def test_storage_options_are_checked_and_fixed_at_creation(store: lip.Store) -> 
         store.collection("fixed", pool_factor=3)
     with pytest.raises(lip.CollectionExists, match="rescore_storage"):
         store.collection("fixed", rescore_storage="float16")
+    with pytest.raises(lip.InvalidInput, match="pool_factor"):
+        store.collection("fixed", pool_factor=0)
     assert store.collection("fixed").pool_factor == 2
 
 
@@ -157,11 +161,12 @@ def test_migration_0004_backfills_dense_vectors_and_refuses_to_lose_int8(
     coll.add_embeddings(ids, docs)
     query = _unit(np.random.default_rng(9).standard_normal((4, DIM))).astype(np.float32)
     before = [(h.id, round(h.score, 3)) for h in coll.search_embeddings(query, tier="dense")]
-    store.collection("small", dim=DIM, rescore_storage="int8")
-    with pytest.raises(lip.InvalidInput, match="int8"):
-        migrate.upgrade(pg_dsn, store.schema, "0003")
-    assert migrate.upgrade(pg_dsn, store.schema) == "0004"
-    store.drop_collection("small")
+    for options in ({"rescore_storage": "int8"}, {"pool_factor": 2}):
+        store.collection("small", dim=DIM, **options)  # type: ignore[arg-type]
+        with pytest.raises(lip.InvalidInput, match=r"int8.*pool_factor"):
+            migrate.upgrade(pg_dsn, store.schema, "0003")
+        assert migrate.upgrade(pg_dsn, store.schema) == "0004"
+        store.drop_collection("small")
     migrate.upgrade(pg_dsn, store.schema, "0003")
     with psycopg.connect(pg_dsn) as conn:
         columns = conn.execute(

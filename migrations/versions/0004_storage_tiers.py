@@ -24,19 +24,30 @@ def _collections(schema: str, where: str = "true") -> list[tuple[int, int]]:
 
 
 def upgrade(schema: str) -> None:
-    from lateinteract_pg.store import dense_index_sql
-
+    """Rewrites every document row (the dense column) and builds one index per collection,
+    in one transaction that blocks searches meanwhile: run it in a quiet moment."""
     run_sql_file(op.get_bind(), "0004_storage_tiers.sql", schema)
     raw = op.get_bind().connection.driver_connection
     for collection_id, dim in _collections(schema):
-        raw.execute(dense_index_sql(schema, collection_id, dim))
+        raw.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ((dense::halfvec({})) "
+                "halfvec_ip_ops) WHERE collection_id = {}"
+            ).format(
+                sql.Identifier(f"documents_{collection_id}_dense_hnsw"),
+                sql.Identifier(schema, "documents"),
+                sql.Literal(dim),
+                sql.Literal(collection_id),
+            )
+        )
 
 
 def downgrade(schema: str) -> None:
-    if _collections(schema, "rescore_storage <> 'float16'"):
+    if _collections(schema, "rescore_storage <> 'float16' OR pool_factor > 1"):
         raise InvalidInput(
-            "collections with rescore_storage='int8' exist: revision 0003 would read their "
-            "matrices as float16; drop them (or re-add their documents as float16) first"
+            "collections with rescore_storage='int8' or pool_factor > 1 exist: revision 0003 "
+            "would read int8 matrices as float16 and store new documents unpooled; drop them "
+            "first"
         )
     raw = op.get_bind().connection.driver_connection
     for collection_id, _ in _collections(schema):

@@ -170,10 +170,10 @@ def fetch_matrices(
 
 
 def fetch_from_token_rows(
-    conn: Any, statement: sql.Composed, doc_ids: np.ndarray, dim: int, storage: RescoreStorage
+    conn: Any, statement: sql.Composed, doc_ids: np.ndarray, dim: int
 ) -> Packed:
-    """The same as :func:`fetch_matrices`, read from the token table: one row per token."""
-    del storage  # token rows are always float16
+    """The same as :func:`fetch_matrices`, read from the token table: one row per token
+    (always float16)."""
     with conn.cursor(binary=True) as cursor:
         rows = cursor.execute(statement, {"ids": doc_ids.tolist()}).fetchall()
     if not rows:
@@ -197,7 +197,7 @@ def score_candidates(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """MaxSim of every candidate: (ids, scores, tokens read)."""
     if from_token_rows:
-        packed = fetch_from_token_rows(conn, statement, doc_ids, dim, storage)
+        packed = fetch_from_token_rows(conn, statement, doc_ids, dim)
     else:
         packed = fetch_matrices(conn, statement, doc_ids, dim, storage, reuse=True)
     return packed.ids, packed.maxsim(query), len(packed.tokens)

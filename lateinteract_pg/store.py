@@ -283,6 +283,11 @@ class Store:
             if dim is not None and dim != enc_dim:
                 raise InvalidInput(f"dim={dim} but the encoder produces {enc_dim}-d vectors")
             dim = enc_dim
+        kind = check_candidate_index("halfvec" if candidate_index is None else candidate_index)
+        pool, storage = check_storage(
+            1 if pool_factor is None else pool_factor,
+            "float16" if rescore_storage is None else rescore_storage,
+        )
         row = self._fetch_collection(name)
         if row is None:
             if not create:
@@ -293,13 +298,8 @@ class Store:
                 raise InvalidInput(f"dim must be an int in 1..4000 (halfvec HNSW), got {dim!r}")
             if not (2 <= hnsw_m <= 100 and 4 <= hnsw_ef_construction <= 1000):
                 raise InvalidInput("hnsw_m must be in 2..100 and hnsw_ef_construction in 4..1000")
-            pool, storage = check_storage(
-                1 if pool_factor is None else pool_factor,
-                "float16" if rescore_storage is None else rescore_storage,
-            )
-            kind = "halfvec" if candidate_index is None else candidate_index
             options = {
-                "candidate_index": check_candidate_index(kind),
+                "candidate_index": kind,
                 "pool_factor": pool,
                 "rescore_storage": storage,
             }
@@ -315,9 +315,6 @@ class Store:
             "pool_factor": pool_factor,
             "rescore_storage": rescore_storage,
         }
-        check_storage(1 if pool_factor is None else pool_factor, rescore_storage or "float16")
-        if candidate_index is not None:
-            check_candidate_index(candidate_index)
         for option, value in asked.items():
             if value is not None and value != getattr(coll, option):
                 hint = " (Collection.set_candidate_index switches it)" * (

@@ -4,7 +4,9 @@ into a real PostgreSQL, searched at default settings, checked against numpy MaxS
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,17 +137,24 @@ def test_sql_search_agrees_with_python_and_numpy(
         np.testing.assert_allclose([r[1] for r in rows], [exact[r[0]] for r in rows], atol=1e-3)
 
 
-@pytest.fixture(scope="module")
-def medline_binary(pg_dsn: str, medline: Encoded) -> Iterator[lip.Collection]:
+@contextmanager
+def _medline_copy(
+    pg_dsn: str, medline: Encoded, name: str, **options: Any
+) -> Iterator[lip.Collection]:
+    """medline's vectors in a fresh collection created with ``options``, dropped after."""
     with lip.connect(pg_dsn, schema="lip_test_medline") as store:
-        if "medline-binary" in store:
-            store.drop_collection("medline-binary")
-        coll = store.collection(
-            "medline-binary", dim=medline.docs[0].shape[1], candidate_index="binary"
-        )
+        if name in store:
+            store.drop_collection(name)
+        coll = store.collection(name, dim=medline.docs[0].shape[1], **options)
         coll.add_embeddings(medline.ids, medline.docs)
         yield coll
-        store.drop_collection("medline-binary")
+        store.drop_collection(name)
+
+
+@pytest.fixture(scope="module")
+def medline_binary(pg_dsn: str, medline: Encoded) -> Iterator[lip.Collection]:
+    with _medline_copy(pg_dsn, medline, "medline-binary", candidate_index="binary") as coll:
+        yield coll
 
 
 def test_binary_candidate_index_recall_against_exact(
@@ -181,13 +190,8 @@ def test_binary_candidate_index_recall_against_exact(
 @pytest.fixture(scope="module", params=[2, 3], ids=["pool2", "pool3"])
 def medline_pooled(request: pytest.FixtureRequest, pg_dsn: str, medline: Encoded) -> Iterator:
     name = f"medline-pool{request.param}"
-    with lip.connect(pg_dsn, schema="lip_test_medline") as store:
-        if name in store:
-            store.drop_collection(name)
-        coll = store.collection(name, dim=medline.docs[0].shape[1], pool_factor=request.param)
-        coll.add_embeddings(medline.ids, medline.docs)
+    with _medline_copy(pg_dsn, medline, name, pool_factor=request.param) as coll:
         yield coll
-        store.drop_collection(name)
 
 
 def _recall(coll: lip.Collection, medline: Encoded, **options: object) -> float:
@@ -223,15 +227,8 @@ def test_int8_matrices_and_query_clustering_against_exact(
 ) -> None:
     """int8 re-scoring matrices keep the ranking; clustering query tokens (fewer probes)
     costs a little recall; the dense tier is the coarse end of the spectrum."""
-    with lip.connect(pg_dsn, schema="lip_test_medline") as store:
-        if "medline-int8" in store:
-            store.drop_collection("medline-int8")
-        small = store.collection(
-            "medline-int8", dim=medline.docs[0].shape[1], rescore_storage="int8"
-        )
-        small.add_embeddings(medline.ids, medline.docs)
+    with _medline_copy(pg_dsn, medline, "medline-int8", rescore_storage="int8") as small:
         int8_recall = _recall(small, medline, plan="index")
-        store.drop_collection("medline-int8")
     clustered = _recall(medline_store, medline, plan="index", merge_threshold=0.9)
     dense = _recall(medline_store, medline, tier="dense")
     # measured: int8 1.000, clustered 1.000, dense 0.753

@@ -1,0 +1,130 @@
+"""Metadata filters: a small JSON filter language compiled to SQL with bound parameters.
+
+A filter is a dict. Each key is a field of the document's ``metadata`` (``"a.b"`` reaches
+into nested objects) mapped to a value (equality) or to operators, or a logical operator:
+
+- ``{"year": 2024}``: equal (JSON equality: ``2024`` does not equal ``"2024"``);
+- ``{"year": {"$gte": 2020, "$lt": 2025}}``: ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``,
+  ``$lte`` (ranges compare numbers with numbers and strings with strings; a value of another
+  type never matches); ``$in`` / ``$nin`` with a list; ``$exists`` with a bool;
+- ``{"$and": [...]}``, ``{"$or": [...]}``, ``{"$not": {...}}``; several keys in one dict
+  must all hold.
+
+``$ne`` and ``$nin`` also match documents without the field, as ``$not`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from psycopg import sql
+
+from .errors import InvalidInput
+
+__all__ = ["compile_filter"]
+
+_COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_OPERATORS = {"$eq", "$ne", "$in", "$nin", "$exists", *_COMPARISONS}
+_MAX_DEPTH = 32
+
+
+class _Compiler:
+    def __init__(self, column: sql.Composable) -> None:
+        self.column = column
+        self.params: dict[str, Any] = {}
+
+    def bind(self, value: Any, cast: str) -> sql.Composed:
+        name = f"filter_{len(self.params)}"
+        self.params[name] = value
+        return sql.SQL("{}::" + cast).format(sql.Placeholder(name))
+
+    def json(self, value: Any) -> sql.Composed:
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"filter value {value!r} is not JSON: {exc}") from exc
+        return self.bind(text, "jsonb")
+
+    def field(self, name: str) -> sql.Composed:
+        parts = name.split(".")
+        if not name or any(not p for p in parts):
+            raise InvalidInput(f"filter field {name!r} is empty or has an empty part")
+        return sql.SQL("({} #> {})").format(self.column, self.bind(parts, "text[]"))
+
+    def node(self, spec: Any, depth: int = 0) -> sql.Composable:
+        if depth > _MAX_DEPTH:
+            raise InvalidInput(f"filter nested deeper than {_MAX_DEPTH} levels")
+        if not isinstance(spec, dict) or not spec:
+            raise InvalidInput(f"a filter is a non-empty dict, got {spec!r}")
+        terms: list[sql.Composable] = []
+        for key, value in spec.items():
+            if not isinstance(key, str):
+                raise InvalidInput(f"filter keys are str, got {key!r}")
+            if key in ("$and", "$or"):
+                if not isinstance(value, list) or not value:
+                    raise InvalidInput(f"{key} takes a non-empty list of filters")
+                joined = sql.SQL(" AND " if key == "$and" else " OR ").join(
+                    self.node(v, depth + 1) for v in value
+                )
+                terms.append(sql.SQL("({})").format(joined))
+            elif key == "$not":
+                terms.append(
+                    sql.SQL("(NOT coalesce({}, false))").format(self.node(value, depth + 1))
+                )
+            elif key.startswith("$"):
+                raise InvalidInput(f"unknown filter operator {key!r} (fields may not start with $)")
+            else:
+                terms.append(self.condition(key, value))
+        return sql.SQL("({})").format(sql.SQL(" AND ").join(terms))
+
+    def condition(self, name: str, spec: Any) -> sql.Composable:
+        field = self.field(name)
+        if not (isinstance(spec, dict) and spec and all(str(k).startswith("$") for k in spec)):
+            return sql.SQL("{} = {}").format(field, self.json(spec))
+        terms: list[sql.Composable] = []
+        for op, value in spec.items():
+            if op not in _OPERATORS:
+                raise InvalidInput(f"unknown operator {op!r} on field {name!r}")
+            if op == "$eq":
+                terms.append(sql.SQL("{} = {}").format(field, self.json(value)))
+            elif op == "$ne":
+                terms.append(sql.SQL("{} IS DISTINCT FROM {}").format(field, self.json(value)))
+            elif op in ("$in", "$nin"):
+                if not isinstance(value, list):
+                    raise InvalidInput(f"{op} on {name!r} takes a list, got {value!r}")
+                values = sql.SQL("ARRAY[{}]::jsonb[]").format(
+                    sql.SQL(", ").join(self.json(v) for v in value) if value else sql.SQL("")
+                )
+                test = sql.SQL("coalesce({} = ANY({}), false)").format(field, values)
+                terms.append(test if op == "$in" else sql.SQL("NOT {}").format(test))
+            elif op == "$exists":
+                if not isinstance(value, bool):
+                    raise InvalidInput(f"$exists on {name!r} takes true or false, got {value!r}")
+                terms.append(
+                    sql.SQL("{} IS {}NULL").format(field, sql.SQL("NOT " if value else ""))
+                )
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                    raise InvalidInput(f"{op} on {name!r} takes a number or a str, got {value!r}")
+                bound = self.json(value)
+                terms.append(
+                    sql.SQL("(jsonb_typeof({f}) = jsonb_typeof({v}) AND {f} {op} {v})").format(
+                        f=field, v=bound, op=sql.SQL(_COMPARISONS[op])
+                    )
+                )
+        return sql.SQL("({})").format(sql.SQL(" AND ").join(terms))
+
+
+def compile_filter(
+    spec: dict[str, Any], column: sql.Composable
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """(SQL boolean expression over the jsonb ``column``, its parameters by name).
+
+    >>> from psycopg import sql
+    >>> where, params = compile_filter({"year": {"$gte": 2020}}, sql.Identifier("metadata"))
+    >>> sorted(params.values(), key=str)
+    ['2020', ['year']]
+    """
+    compiler = _Compiler(column)
+    return compiler.node(spec), compiler.params

@@ -1,0 +1,161 @@
+"""The filter language, compiled to SQL and run by PostgreSQL, against a Python reference."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import lateinteract_pg as lip
+from lateinteract_pg.filters import compile_filter
+
+_MISSING = object()
+
+
+def _get(metadata: dict[str, Any], name: str) -> Any:
+    value: Any = metadata
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _same_type(a: Any, b: Any) -> bool:
+    def kind(x: Any) -> str:
+        if isinstance(x, bool):
+            return "bool"
+        if isinstance(x, (int, float)):
+            return "number"
+        return type(x).__name__
+
+    return kind(a) == kind(b)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return a is not _MISSING and _same_type(a, b) and a == b
+
+
+def _holds(op: str, field: Any, v: Any) -> bool:
+    present = field is not _MISSING
+    if op == "$eq":
+        return _equal(field, v)
+    if op == "$ne":
+        return not _equal(field, v)
+    if op in ("$in", "$nin"):
+        return any(_equal(field, x) for x in v) == (op == "$in")
+    if op == "$exists":
+        return present == v
+    if not (present and _same_type(field, v)):
+        return False
+    return {"$gt": field > v, "$gte": field >= v, "$lt": field < v, "$lte": field <= v}[op]
+
+
+def matches(spec: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """The reference: what the documentation of lateinteract_pg.filters says, in Python."""
+    for key, value in spec.items():
+        if key == "$and" and not all(matches(v, metadata) for v in value):
+            return False
+        if key == "$or" and not any(matches(v, metadata) for v in value):
+            return False
+        if key == "$not" and matches(value, metadata):
+            return False
+        if key.startswith("$"):
+            continue
+        field = _get(metadata, key)
+        ops = (
+            value
+            if isinstance(value, dict) and value and all(k.startswith("$") for k in value)
+            else {"$eq": value}
+        )
+        for op, v in ops.items():
+            ok = _holds(op, field, v)
+            if not ok:
+                return False
+    return True
+
+
+def _random_metadata(rng: random.Random) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if rng.random() < 0.8:
+        meta["year"] = rng.choice([2019, 2020, 2021, 2022, 2023.5, "2021"])
+    if rng.random() < 0.7:
+        meta["kind"] = rng.choice(["a", "b", "c", "ab"])
+    if rng.random() < 0.5:
+        meta["info"] = {"lang": rng.choice(["en", "de"]), "n": rng.randint(0, 5)}
+    if rng.random() < 0.3:
+        meta["flag"] = rng.choice([True, False, None])
+    return meta
+
+
+def _random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    if depth < 2 and rng.random() < 0.3:
+        op = rng.choice(["$and", "$or", "$not"])
+        if op == "$not":
+            return {"$not": _random_filter(rng, depth + 1)}
+        return {op: [_random_filter(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+    field = rng.choice(["year", "kind", "info.lang", "info.n", "flag", "missing"])
+    value = {
+        "year": lambda: rng.choice([2020, 2021, "2021", 2023.5]),
+        "kind": lambda: rng.choice(["a", "b", "ab", "z"]),
+        "info.lang": lambda: rng.choice(["en", "de"]),
+        "info.n": lambda: rng.randint(0, 5),
+        "flag": lambda: rng.choice([True, False, None]),
+        "missing": lambda: 1,
+    }[field]
+    op = rng.choice(["=", "$eq", "$ne", "$in", "$nin", "$exists", "$gt", "$gte", "$lt", "$lte"])
+    if op == "=":
+        return {field: value()}
+    if op in ("$in", "$nin"):
+        return {field: {op: [value() for _ in range(rng.randint(0, 3))]}}
+    if op == "$exists":
+        return {field: {op: rng.random() < 0.5}}
+    v = value()
+    if op in ("$gt", "$gte", "$lt", "$lte") and (isinstance(v, bool) or v is None):
+        v = 2021
+    return {field: {op: v}}
+
+
+def test_compiled_filters_agree_with_the_reference(pg_dsn: str) -> None:
+    rng = random.Random(7)
+    rows = [_random_metadata(rng) for _ in range(300)]
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("CREATE TEMP TABLE docs (id int, metadata jsonb)")
+        with conn.cursor().copy("COPY docs (id, metadata) FROM STDIN") as copy:
+            for i, meta in enumerate(rows):
+                copy.write_row((i, json.dumps(meta)))
+        for _ in range(400):
+            spec = _random_filter(rng)
+            where, params = compile_filter(spec, sql.Identifier("metadata"))
+            got = {
+                r[0]
+                for r in conn.execute(
+                    sql.SQL("SELECT id FROM docs WHERE {}").format(where), params
+                ).fetchall()
+            }
+            expected = {i for i, meta in enumerate(rows) if matches(spec, meta)}
+            assert got == expected, spec
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({}, "non-empty dict"),
+        ([], "non-empty dict"),
+        ({"$or": []}, "non-empty list"),
+        ({"$xor": [{"a": 1}]}, "unknown filter operator"),
+        ({"a": {"$regex": "x"}}, "unknown operator"),
+        ({"a": {"$in": "x"}}, "takes a list"),
+        ({"a": {"$exists": 1}}, "true or false"),
+        ({"a": {"$gt": [1]}}, "number or a str"),
+        ({"a..b": 1}, "empty part"),
+        ({"a": float("nan")}, "not JSON"),
+    ],
+)
+def test_bad_filters_are_refused(spec: Any, message: str) -> None:
+    with pytest.raises(lip.InvalidInput, match=message):
+        compile_filter(spec, sql.Identifier("metadata"))

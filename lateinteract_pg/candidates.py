@@ -25,9 +25,9 @@ WITH hits AS (
     SELECT q.i, q.w, t.doc_id, -t.dist AS sim
     FROM unnest({probes}::halfvec[], {weights}::real[]) WITH ORDINALITY AS q(v, w, i)
     CROSS JOIN LATERAL (
-        SELECT doc_id, (embedding::halfvec({dim}) <#> q.v) AS dist
-        FROM {tokens}
-        WHERE collection_id = {collection_id}
+        SELECT x.doc_id, (embedding::halfvec({dim}) <#> q.v) AS dist
+        FROM {tokens} AS x{join}
+        WHERE x.collection_id = {collection_id}{where}
         ORDER BY {probe_order}
         LIMIT {per_token}
     ) AS t
@@ -61,8 +61,14 @@ def candidate_sql(
     dim: int,
     imputation: Imputation,
     candidate_index: CandidateIndex = "halfvec",
+    documents: sql.Composable | None = None,
+    where: sql.Composable | None = None,
 ) -> sql.Composed:
     """The stage-1 statement for one collection; parameters: probes, weights, k', N.
+
+    With ``where`` (a condition on the documents table, aliased ``d``), each probe joins
+    the tokens it finds to their documents and keeps those that pass: with pgvector's
+    iterative index scans the HNSW scan goes on until k' tokens pass.
 
     It reads the partitioned parent table with the collection id as a literal: the planner
     prunes to that collection's partition and uses its HNSW index, and a role needs SELECT
@@ -80,6 +86,10 @@ def candidate_sql(
         per_token=sql.Placeholder("per_token"),
         depth=sql.Placeholder("depth"),
         impute=impute,
+        join=sql.SQL("")
+        if where is None
+        else sql.SQL(" JOIN {} AS d ON d.id = x.doc_id").format(documents),
+        where=sql.SQL("") if where is None else sql.SQL(" AND {}").format(where),
     )
 
 
@@ -118,6 +128,7 @@ def stage1(
     weights: np.ndarray,
     per_token: int,
     depth: int | None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run stage 1; returns candidate document ids and approximate scores, best first.
 
@@ -130,6 +141,7 @@ def stage1(
             "weights": [float(w) for w in weights],
             "per_token": per_token,
             "depth": depth,
+            **(params or {}),
         },
         binary=True,
     ).fetchall()

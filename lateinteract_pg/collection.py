@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from tqdm.auto import tqdm
 
-from . import candidates, planner, pooling, rescore
+from . import candidates, filters, planner, pooling, rescore
 from .errors import CollectionNotFound, EncoderMismatch, InvalidInput
 from .ingest import Batch, check_id, pack_token_rows, validate_batch, validate_query
 from .maxsim import top_k
@@ -676,6 +676,7 @@ class Collection:
         rescore_from: str = "documents",
         rerank_top: int | None = None,
         query_text: str | None = None,
+        filter: dict[str, Any] | None = None,
     ) -> list[Hit]:
         """The ``k`` documents with the highest MaxSim against ``query`` (m x dim).
 
@@ -749,16 +750,27 @@ class Collection:
         probes, weights = candidates.merge_query_tokens(q, merge_threshold)
         n_docs, n_tokens, has_index = self._sizes()
         costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(probes), knobs)
+        where = None
+        if filter is not None:
+            where = filters.compile_filter(filter, sql.SQL("d.metadata"))
+            matched_docs, matched_tokens = self._count_matching(*where)
+            # the exhaustive plan reads the matching documents only; the index plan's HNSW
+            # scans visit about 1/selectivity as many tokens to find k' that pass
+            matched = planner.estimate_costs(
+                matched_tokens, matched_docs, self.dim, len(probes), knobs
+            )
+            selectivity = max(matched_docs / max(n_docs, 1), 1e-3)
+            costs = {"index": costs["index"] / selectivity, "exhaustive": matched["exhaustive"]}
         if exact:
             plan = "exhaustive"
         elif plan is None:
             plan = planner.choose_plan(costs, has_index)
         with self.store.lock:
             if plan == "exhaustive":
-                ranked, stats = self._search_exhaustive(q, k)
+                ranked, stats = self._search_exhaustive(q, k, where)
             else:
                 ranked, stats = self._search_index(
-                    q, k, probes, weights, knobs, imputation, rescore_from == "tokens"
+                    q, k, probes, weights, knobs, imputation, rescore_from == "tokens", where
                 )
             hits = self._hits(ranked)
         stats.update(
@@ -821,8 +833,38 @@ class Collection:
         ).fetchall()
         return [Hit(r[0], float(r[1]), r[2], r[3]) for r in rows]
 
-    def _search_exhaustive(self, q: np.ndarray, k: int) -> tuple[list[tuple[int, float]], dict]:
+    def _count_matching(self, where: sql.Composable, params: dict[str, Any]) -> tuple[int, int]:
+        """(documents, tokens) of this collection that pass a compiled filter."""
+        row = self.conn.execute(
+            sql.SQL(
+                "SELECT count(*), coalesce(sum(d.n_tokens), 0) FROM {} AS d "
+                "WHERE d.collection_id = {} AND {}"
+            ).format(self._documents, sql.Literal(self.id), where),
+            params,
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def _search_exhaustive(
+        self, q: np.ndarray, k: int, where: tuple[sql.Composable, dict[str, Any]] | None = None
+    ) -> tuple[list[tuple[int, float]], dict]:
         started = time.perf_counter()
+        if where is not None:  # score exactly every document that passes the filter
+            ids = self.conn.execute(
+                sql.SQL("SELECT d.id FROM {} AS d WHERE d.collection_id = {} AND {}").format(
+                    self._documents, sql.Literal(self.id), where[0]
+                ),
+                where[1],
+            ).fetchall()
+            doc_ids = np.array([r[0] for r in ids], dtype=np.int64)
+            scored = [
+                rescore.score_candidates(
+                    self.conn, self._fetch, q, doc_ids[i : i + 256], self.dim, self.rescore_storage
+                )
+                for i in range(0, len(doc_ids), 256)
+            ]
+            ranked = self._rank([s[0] for s in scored], [s[1] for s in scored], k)
+            elapsed = (time.perf_counter() - started) * 1000
+            return ranked, {"stage2_ms": elapsed, "rescored_tokens": sum(s[2] for s in scored)}
         all_ids: list[np.ndarray] = []
         all_scores: list[np.ndarray] = []
         read = 0
@@ -844,10 +886,18 @@ class Collection:
         knobs: planner.Knobs,
         imputation: candidates.Imputation,
         from_token_rows: bool = False,
+        where: tuple[sql.Composable, dict[str, Any]] | None = None,
     ) -> tuple[list[tuple[int, float]], dict]:
         started = time.perf_counter()
         statement = self._stage1.get(imputation)
-        if statement is None:
+        params: dict[str, Any] = {}
+        if where is not None:  # not cached: the filter's shape varies
+            statement = candidates.candidate_sql(
+                self.store.table("tokens"), self.id, self.dim, imputation, self.candidate_index,
+                self._documents, where[0],
+            )  # fmt: skip
+            params = where[1]
+        elif statement is None:
             statement = candidates.candidate_sql(
                 self.store.table("tokens"), self.id, self.dim, imputation, self.candidate_index
             )
@@ -857,15 +907,20 @@ class Collection:
         readers = self.store.readers(len(probes))
         for conn in readers:
             self.store.set_session("hnsw.ef_search", str(knobs.ef_search), conn)
+            if self.store.iterative_scans:  # pgvector >= 0.8: filtered probes scan on
+                scan = "off" if where is None else "relaxed_order"
+                self.store.set_session("hnsw.iterative_scan", scan, conn)
         per_token, depth, n = knobs.candidates_per_token, knobs.rerank_depth, len(readers)
         if n == 1:
-            cand_ids, _ = candidates.stage1(self.conn, statement, probes, weights, per_token, depth)
+            cand_ids, _ = candidates.stage1(
+                self.conn, statement, probes, weights, per_token, depth, params
+            )
         else:
             parts = self.store.run_parallel(
                 [
                     partial(
                         candidates.stage1, conn, statement, probes[j::n], weights[j::n],
-                        per_token, None,
+                        per_token, None, params,
                     )
                     for j, conn in enumerate(readers)
                 ]

@@ -171,6 +171,7 @@ class Store:
         self._settings: dict[int, dict[str, str]] = {}
         self.conn = self._open()
         self._readers: list[psycopg.Connection[Any]] = []
+        self._iterative_scans: bool | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     def _open(self) -> psycopg.Connection[Any]:
@@ -189,6 +190,17 @@ class Store:
             raise
         self._settings[id(conn)] = {}
         return conn
+
+    @property
+    def iterative_scans(self) -> bool:
+        """Whether the server's pgvector has iterative index scans (0.8 and later)."""
+        if self._iterative_scans is None:
+            row = self.conn.execute(
+                "SELECT string_to_array(extversion, '.')::int[] >= '{0,8}' "
+                "FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()
+            self._iterative_scans = bool(row and row[0])
+        return self._iterative_scans
 
     def readers(self, wanted: int) -> list[psycopg.Connection[Any]]:
         """Up to ``wanted`` connections for one read, the main one first.

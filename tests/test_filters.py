@@ -159,3 +159,41 @@ def test_compiled_filters_agree_with_the_reference(pg_dsn: str) -> None:
 def test_bad_filters_are_refused(spec: Any, message: str) -> None:
     with pytest.raises(lip.InvalidInput, match=message):
         compile_filter(spec, sql.Identifier("metadata"))
+
+
+def test_filtered_search_returns_the_exact_top_k_of_matching_documents(store: lip.Store) -> None:
+    import numpy as np
+
+    from lateinteract_pg.maxsim import maxsim
+
+    rng = np.random.default_rng(3)
+    dim, n = 32, 400
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+    docs = [unit(rng.standard_normal((int(rng.integers(5, 20)), dim))) for _ in range(n)]
+    metadata = [{"group": j % 20, "rare": j in (7, 311)} for j in range(n)]
+    ids = [f"d{j}" for j in range(n)]
+    coll = store.collection("filtered", dim=dim)
+    coll.add_embeddings(ids, docs, metadata=metadata)
+    stored = [d.astype(np.float16).astype(np.float32) for d in docs]
+    for spec, plans in [
+        ({"group": {"$in": [1, 2]}}, ("index", "exhaustive", None)),  # 10%
+        ({"group": 3}, ("index", "exhaustive", None)),  # 5%
+        ({"rare": True}, ("index", "exhaustive", None)),  # 0.5%: HNSW alone would starve
+    ]:
+        query = unit(rng.standard_normal((6, dim)))
+        passing = [j for j in range(n) if matches(spec, metadata[j])]
+        scores = {ids[j]: maxsim(query, stored[j]) for j in passing}
+        expected = sorted(scores, key=lambda i: -scores[i])[:10]
+        for plan in plans:
+            hits = coll.search_embeddings(query, k=10, filter=spec, plan=plan)  # type: ignore[arg-type]
+            assert len(hits) == min(10, len(passing)), (spec, plan)
+            assert {h.id for h in hits} <= set(scores)
+            if plan != "index":
+                assert [h.id for h in hits] == expected
+            else:
+                assert len({h.id for h in hits} & set(expected)) >= 0.8 * len(expected)
+        assert coll.last_search is not None
+    assert coll.last_search.plan == "exhaustive"  # the planner picks it for 2 documents

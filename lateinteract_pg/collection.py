@@ -719,7 +719,10 @@ class Collection:
             return self._reorder(str(query_text), hits, k, self.last_search)
         if tier == "dense":
             with self.store.lock:
-                hits = self._search_dense(q, k, exact)
+                where = None
+                if filter is not None:
+                    where = filters.compile_filter(filter, sql.SQL("d.metadata"))
+                hits = self._search_dense(q, k, exact, where)
             self.last_search = SearchStats(
                 plan="dense",
                 tier="dense",
@@ -814,7 +817,13 @@ class Collection:
             for i, pos, sim, start, end, piece in rows
         ]
 
-    def _search_dense(self, q: np.ndarray, k: int, exact: bool = False) -> list[Hit]:
+    def _search_dense(
+        self,
+        q: np.ndarray,
+        k: int,
+        exact: bool = False,
+        where: tuple[sql.Composable, dict[str, Any]] | None = None,
+    ) -> list[Hit]:
         """The dense tier: what the SQL function ``search_dense`` does, with the query's mean
         vector taken here (one statement, no plpgsql: a few milliseconds less)."""
         mean = pooling.dense_vectors(q, np.array([0, len(q)]))[0]
@@ -823,14 +832,25 @@ class Collection:
             distance = sql.SQL("({}) + 0").format(distance)
         else:
             self.store.set_session("hnsw.ef_search", str(max(64, 2 * k)))
+        if self.store.iterative_scans:  # a filtered HNSW scan goes on until k rows pass
+            scan = "off" if where is None else "relaxed_order"
+            self.store.set_session("hnsw.iterative_scan", scan)
+        condition, params = where if where is not None else (sql.SQL("true"), {})
         rows = self.conn.execute(
             sql.SQL(
                 "SELECT d.external_id, -({distance}), d.text, d.metadata FROM {documents} AS d "
-                "WHERE d.collection_id = {id} AND d.dense IS NOT NULL "
+                "WHERE d.collection_id = {id} AND d.dense IS NOT NULL AND {condition} "
                 "ORDER BY {distance} LIMIT %(k)s"
-            ).format(distance=distance, documents=self._documents, id=sql.Literal(self.id)),
-            {"q": HalfVector(mean), "k": k},
+            ).format(
+                distance=distance,
+                documents=self._documents,
+                id=sql.Literal(self.id),
+                condition=condition,
+            ),
+            {"q": HalfVector(mean), "k": k, **params},
         ).fetchall()
+        if where is not None:  # relaxed order: HNSW may return rows slightly out of order
+            rows.sort(key=lambda r: -r[1])
         return [Hit(r[0], float(r[1]), r[2], r[3]) for r in rows]
 
     def _count_matching(self, where: sql.Composable, params: dict[str, Any]) -> tuple[int, int]:

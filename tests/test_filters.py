@@ -197,3 +197,19 @@ def test_filtered_search_returns_the_exact_top_k_of_matching_documents(store: li
                 assert len({h.id for h in hits} & set(expected)) >= 0.8 * len(expected)
         assert coll.last_search is not None
     assert coll.last_search.plan == "exhaustive"  # the planner picks it for 2 documents
+
+
+def test_filtered_dense_tier_keeps_k_results(store: lip.Store) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    dim, n = 16, 300
+    docs = [rng.standard_normal((4, dim)).astype(np.float32) for _ in range(n)]
+    metadata = [{"group": j % 30} for j in range(n)]
+    coll = store.collection("dense-filtered", dim=dim)
+    coll.add_embeddings([f"d{j}" for j in range(n)], docs, metadata=metadata)
+    query = rng.standard_normal((3, dim)).astype(np.float32)
+    hits = coll.search_embeddings(query, k=10, tier="dense", filter={"group": 4})
+    assert len(hits) == 10 and all(h.metadata == {"group": 4} for h in hits)  # 10 of 10
+    exact = coll.search_embeddings(query, k=10, tier="dense", filter={"group": 4}, exact=True)
+    assert [h.id for h in hits] == [h.id for h in exact]

@@ -677,6 +677,8 @@ class Collection:
         rerank_top: int | None = None,
         query_text: str | None = None,
         filter: dict[str, Any] | None = None,
+        where: str | None = None,
+        where_params: dict[str, Any] | None = None,
     ) -> list[Hit]:
         """The ``k`` documents with the highest MaxSim against ``query`` (m x dim).
 
@@ -697,6 +699,13 @@ class Collection:
         - ``"rerank"``: the late tier's top ``rerank_top`` (default 50, at least ``k``),
           ordered by the attached cross-encoder (``attach_reranker``) reading
           ``query_text`` with each document's text; scores are the cross-encoder's.
+
+        Only documents that pass ``filter`` (the filter language of
+        :mod:`lateinteract_pg.filters`, over their metadata) and the SQL condition ``where``
+        (columns of the documents table as ``d.metadata``, ``d.text``, ...; values as named
+        parameters ``%(name)s`` given in ``where_params``) are returned, k of them when k
+        pass: a selective condition makes the exhaustive plan cheaper, and the index plan's
+        HNSW scans continue until enough tokens pass (pgvector >= 0.8).
         """
         started = time.perf_counter()
         q = validate_query(query, self.dim)
@@ -714,15 +723,16 @@ class Collection:
                 "imputation": imputation,
                 "plan": plan,
                 "rescore_from": rescore_from,
+                "filter": filter,
+                "where": where,
+                "where_params": where_params,
             }
             hits = self.search_embeddings(q, k=max(k, top), **options)
             return self._reorder(str(query_text), hits, k, self.last_search)
+        condition = filters.document_condition(filter, where, where_params)
         if tier == "dense":
-            with self.store.lock:
-                where = None
-                if filter is not None:
-                    where = filters.compile_filter(filter, sql.SQL("d.metadata"))
-                hits = self._search_dense(q, k, exact, where)
+            with filters.condition_errors(condition), self.store.lock:
+                hits = self._search_dense(q, k, exact, condition)
             self.last_search = SearchStats(
                 plan="dense",
                 tier="dense",
@@ -753,28 +763,28 @@ class Collection:
         probes, weights = candidates.merge_query_tokens(q, merge_threshold)
         n_docs, n_tokens, has_index = self._sizes()
         costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(probes), knobs)
-        where = None
-        if filter is not None:
-            where = filters.compile_filter(filter, sql.SQL("d.metadata"))
-            matched_docs, matched_tokens = self._count_matching(*where)
-            # the exhaustive plan reads the matching documents only; the index plan's HNSW
-            # scans visit about 1/selectivity as many tokens to find k' that pass
-            matched = planner.estimate_costs(
-                matched_tokens, matched_docs, self.dim, len(probes), knobs
-            )
-            selectivity = max(matched_docs / max(n_docs, 1), 1e-3)
-            costs = {"index": costs["index"] / selectivity, "exhaustive": matched["exhaustive"]}
-        if exact:
-            plan = "exhaustive"
-        elif plan is None:
-            plan = planner.choose_plan(costs, has_index)
-        with self.store.lock:
-            if plan == "exhaustive":
-                ranked, stats = self._search_exhaustive(q, k, where)
-            else:
-                ranked, stats = self._search_index(
-                    q, k, probes, weights, knobs, imputation, rescore_from == "tokens", where
+        with filters.condition_errors(condition):
+            if condition is not None:
+                matched_docs, matched_tokens = self._count_matching(*condition)
+                # the exhaustive plan reads the matching documents only; the index plan's
+                # HNSW scans visit about 1/selectivity as many tokens to find k' that pass
+                matched = planner.estimate_costs(
+                    matched_tokens, matched_docs, self.dim, len(probes), knobs
                 )
+                selectivity = max(matched_docs / max(n_docs, 1), 1e-3)
+                costs = {"index": costs["index"] / selectivity, "exhaustive": matched["exhaustive"]}
+            if exact:
+                plan = "exhaustive"
+            elif plan is None:
+                plan = planner.choose_plan(costs, has_index)
+            with self.store.lock:
+                if plan == "exhaustive":
+                    ranked, stats = self._search_exhaustive(q, k, condition)
+                else:
+                    ranked, stats = self._search_index(
+                        q, k, probes, weights, knobs, imputation, rescore_from == "tokens",
+                        condition,
+                    )  # fmt: skip
             hits = self._hits(ranked)
         stats.update(
             plan=plan,
@@ -822,7 +832,7 @@ class Collection:
         q: np.ndarray,
         k: int,
         exact: bool = False,
-        where: tuple[sql.Composable, dict[str, Any]] | None = None,
+        where: filters.Condition | None = None,
     ) -> list[Hit]:
         """The dense tier: what the SQL function ``search_dense`` does, with the query's mean
         vector taken here (one statement, no plpgsql: a few milliseconds less)."""
@@ -865,7 +875,7 @@ class Collection:
         return int(row[0]), int(row[1])
 
     def _search_exhaustive(
-        self, q: np.ndarray, k: int, where: tuple[sql.Composable, dict[str, Any]] | None = None
+        self, q: np.ndarray, k: int, where: filters.Condition | None = None
     ) -> tuple[list[tuple[int, float]], dict]:
         started = time.perf_counter()
         if where is not None:  # score exactly every document that passes the filter
@@ -906,7 +916,7 @@ class Collection:
         knobs: planner.Knobs,
         imputation: candidates.Imputation,
         from_token_rows: bool = False,
-        where: tuple[sql.Composable, dict[str, Any]] | None = None,
+        where: filters.Condition | None = None,
     ) -> tuple[list[tuple[int, float]], dict]:
         started = time.perf_counter()
         statement = self._stage1.get(imputation)

@@ -16,13 +16,19 @@ into nested objects) mapped to a value (equality) or to operators, or a logical 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from .errors import InvalidInput
 
-__all__ = ["compile_filter"]
+__all__ = ["Condition", "compile_filter", "condition_errors", "document_condition"]
+
+# a SQL boolean expression over the documents table (aliased ``d``) and its parameters
+Condition = tuple[sql.Composable, dict[str, Any]]
 
 _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _OPERATORS = {"$eq", "$ne", "$in", "$nin", "$exists", *_COMPARISONS}
@@ -128,3 +134,52 @@ def compile_filter(
     """
     compiler = _Compiler(column)
     return compiler.node(spec), compiler.params
+
+
+def document_condition(
+    filter: dict[str, Any] | None, where: str | None, where_params: dict[str, Any] | None
+) -> Condition | None:
+    """The condition documents must meet: the ``filter`` on ``d.metadata`` and the raw SQL
+    ``where`` fragment (with its named ``%(name)s`` parameters), both when both are given.
+
+    The fragment is SQL written by the programmer, never by an end user: only its
+    parameters are bound.
+    """
+    terms: list[sql.Composable] = []
+    params: dict[str, Any] = {}
+    if filter is not None:
+        condition, params = compile_filter(filter, sql.SQL("d.metadata"))
+        terms.append(condition)
+    if where is not None:
+        if not isinstance(where, str) or not where.strip() or "\x00" in where:
+            raise InvalidInput(f"where must be a non-empty SQL condition, got {where!r}")
+        extra = {} if where_params is None else where_params
+        if not isinstance(extra, dict) or not all(isinstance(n, str) for n in extra):
+            raise InvalidInput("where_params must be a dict of named parameters")
+        taken = [n for n in extra if n.startswith("filter_") or n in _RESERVED]
+        if taken:
+            raise InvalidInput(f"where_params may not use the names {taken}: they are ours")
+        terms.append(sql.SQL("(" + where.replace("{", "{{").replace("}", "}}") + ")"))
+        params = {**params, **extra}
+    elif where_params is not None:
+        raise InvalidInput("where_params without where")
+    if not terms:
+        return None
+    return sql.SQL(" AND ").join(terms), params
+
+
+# the parameter names of our own statements, which a where fragment's may not shadow
+_RESERVED = frozenset({"q", "k", "probes", "weights", "per_token", "depth", "ids"})
+
+
+@contextmanager
+def condition_errors(condition: Condition | None) -> Iterator[None]:
+    """Report a ``where`` fragment the server refuses (bad SQL, a missing parameter, a bad
+    cast) as InvalidInput; privilege errors pass through."""
+    try:
+        yield
+    except (psycopg.ProgrammingError, psycopg.DataError) as exc:
+        if condition is None or isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            raise
+        message = exc.diag.message_primary or str(exc)
+        raise InvalidInput(f"the search's where condition failed: {message}") from exc

@@ -213,3 +213,40 @@ def test_filtered_dense_tier_keeps_k_results(store: lip.Store) -> None:
     assert len(hits) == 10 and all(h.metadata == {"group": 4} for h in hits)  # 10 of 10
     exact = coll.search_embeddings(query, k=10, tier="dense", filter={"group": 4}, exact=True)
     assert [h.id for h in hits] == [h.id for h in exact]
+
+
+def test_where_fragment_with_bound_parameters(store: lip.Store) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(8)
+    dim, n = 16, 120
+    docs = [rng.standard_normal((5, dim)).astype(np.float32) for _ in range(n)]
+    metadata = [{"group": j % 12, "lang": "en" if j % 2 else "fr"} for j in range(n)]
+    texts = [f"document number {j}" for j in range(n)]
+    coll = store.collection("where-fragment", dim=dim)
+    coll.add_embeddings([f"d{j}" for j in range(n)], docs, texts=texts, metadata=metadata)
+    query = rng.standard_normal((3, dim)).astype(np.float32)
+    hostile = "en' OR true --"
+    for plan in ("index", "exhaustive"):
+        hits = coll.search_embeddings(
+            query, k=20, plan=plan, filter={"group": {"$in": [1, 3, 5]}},
+            where="d.metadata ->> 'lang' = %(lang)s AND d.text LIKE %(pattern)s",
+            where_params={"lang": "en", "pattern": "document%"},
+        )  # fmt: skip
+        assert len(hits) == 20  # 30 documents pass
+        assert all(h.metadata["group"] in (1, 3, 5) and h.metadata["lang"] == "en" for h in hits)
+        # values are bound, never spliced into the statement
+        assert coll.search_embeddings(
+            query, k=5, plan=plan, where="d.metadata ->> 'lang' = %(l)s", where_params={"l": hostile}
+        ) == []  # fmt: skip
+    for where, params, message in [
+        ("d.no_such_column = 1", None, "where condition failed"),
+        ("d.metadata ->> 'lang' = %(missing)s", {}, "where condition failed"),
+        ("d.metadata ->> 'lang' = %(k)s", {"k": "en"}, "names"),
+        ("   ", None, "non-empty"),
+    ]:
+        with pytest.raises(lip.InvalidInput, match=message):
+            coll.search_embeddings(query, k=5, where=where, where_params=params)
+    with pytest.raises(lip.InvalidInput, match="without where"):
+        coll.search_embeddings(query, k=5, where_params={"a": 1})
+    assert len(coll.search_embeddings(query, k=5)) == 5  # the connection is still usable

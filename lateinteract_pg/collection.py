@@ -761,9 +761,10 @@ class Collection:
         if not isinstance(merge_threshold, (int, float)) or not 0.0 < merge_threshold <= 1.0:
             raise InvalidInput(f"merge_threshold must be in (0, 1], got {merge_threshold}")
         probes, weights = candidates.merge_query_tokens(q, merge_threshold)
-        n_docs, n_tokens, has_index = self._sizes()
-        costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(probes), knobs)
-        with filters.condition_errors(condition):
+        # one snapshot for every statement: a document written meanwhile is seen whole or not
+        with self.store.lock, self.store.snapshot(), filters.condition_errors(condition):
+            n_docs, n_tokens, has_index = self._sizes()
+            costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(probes), knobs)
             if condition is not None:
                 matched_docs, matched_tokens = self._count_matching(*condition)
                 # the exhaustive plan reads the matching documents only; the index plan's
@@ -777,14 +778,12 @@ class Collection:
                 plan = "exhaustive"
             elif plan is None:
                 plan = planner.choose_plan(costs, has_index)
-            with self.store.lock:
-                if plan == "exhaustive":
-                    ranked, stats = self._search_exhaustive(q, k, condition)
-                else:
-                    ranked, stats = self._search_index(
-                        q, k, probes, weights, knobs, imputation, rescore_from == "tokens",
-                        condition,
-                    )  # fmt: skip
+            if plan == "exhaustive":
+                ranked, stats = self._search_exhaustive(q, k, condition)
+            else:
+                ranked, stats = self._search_index(
+                    q, k, probes, weights, knobs, imputation, rescore_from == "tokens", condition
+                )
             hits = self._hits(ranked)
         stats.update(
             plan=plan,

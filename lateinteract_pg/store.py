@@ -7,7 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -173,6 +173,8 @@ class Store:
         self._readers: list[psycopg.Connection[Any]] = []
         self._iterative_scans: bool | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._snapshot: str | None = None  # exported by the main connection, see snapshot()
+        self._in_snapshot: list[psycopg.Connection[Any]] = []
 
     def _open(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._dsn, autocommit=True, row_factory=tuple_row)
@@ -209,11 +211,58 @@ class Store:
         that transaction's own writes.
         """
         n = max(1, min(wanted, self.parallel))
-        if n == 1 or self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        if n == 1 or (
+            self._snapshot is None
+            and self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ):
             return [self.conn]
         while len(self._readers) < n - 1:
             self._readers.append(self._open())
-        return [self.conn, *self._readers[: n - 1]]
+        readers = [self.conn, *self._readers[: n - 1]]
+        if self._snapshot is not None:
+            for conn in readers:
+                if conn not in self._in_snapshot:
+                    conn.execute(
+                        sql.SQL(
+                            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                            "SET TRANSACTION SNAPSHOT {}"
+                        ).format(sql.Literal(self._snapshot))
+                    )
+                    self._in_snapshot.append(conn)
+        return readers
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Run the reads inside on one snapshot: every connection a search uses sees the same
+        committed state, so a document written meanwhile is seen whole, once, or not at all.
+
+        Inside the caller's own transaction the main connection alone reads (and sees that
+        transaction's writes). Hold ``lock`` around it.
+        """
+        if self._snapshot is not None or (
+            self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ):
+            yield
+            return
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._in_snapshot = [self.conn]
+        ending = "COMMIT"  # read only: it keeps the session settings made inside, nothing else
+        try:
+            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+            self._snapshot = str(row[0]) if row else None
+            yield
+        except BaseException:
+            ending = "ROLLBACK"  # which undoes those settings: forget them
+            raise
+        finally:
+            self._snapshot = None
+            for conn in self._in_snapshot:
+                if ending == "ROLLBACK":
+                    self._settings[id(conn)] = {}
+                if not conn.closed:
+                    with suppress(psycopg.OperationalError):
+                        conn.execute(ending)
+            self._in_snapshot = []
 
     def run_parallel(self, tasks: list[Callable[[], T]]) -> list[T]:
         """Run ``tasks`` at once, the first on this thread; results in order."""
@@ -240,10 +289,14 @@ class Store:
         """Set a server setting for a session, skipping the round trip when unchanged.
 
         Inside a transaction the setting is made local to it and not remembered: a rollback
-        would undo a session-level change behind the cache's back.
+        would undo a session-level change behind the cache's back. The read-only transactions
+        of :meth:`snapshot` are the exception: they forget the cache when they roll back.
         """
         conn = conn or self.conn
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        if (
+            conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            and conn not in self._in_snapshot
+        ):
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
             return
         settings = self._settings.setdefault(id(conn), {})

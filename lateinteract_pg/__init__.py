@@ -24,7 +24,7 @@ from .errors import (
 from .maxsim import maxsim
 from .rerank import CrossEncoder
 from .store import Store, connect
-from .types import CollectionInfo, Document, Hit, SearchStats, TokenMatch
+from .types import CollectionInfo, CompactStats, Document, Hit, SearchStats, TokenMatch
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,7 @@ __all__ = [
     "CollectionExists",
     "CollectionInfo",
     "CollectionNotFound",
+    "CompactStats",
     "CrossEncoder",
     "DimensionMismatch",
     "Document",

@@ -428,6 +428,24 @@ def server_stop() -> None:
     click.echo("stopped" if stop_server() else "not running")
 
 
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--reindex/--no-reindex", default=True, show_default=True,
+    help="rebuild the HNSW and dense indexes (REINDEX CONCURRENTLY) after the VACUUM",
+)  # fmt: skip
+@database_options
+def compact(name: str, reindex: bool, dsn: str | None, schema: str) -> None:
+    """Reclaim the space of replaced and deleted documents of collection NAME (VACUUM, then
+    REINDEX CONCURRENTLY); searches and writes go on meanwhile."""
+    with connect(dsn, schema=schema) as store:
+        stats = store.collection(name, create=False).compact(reindex=reindex)
+    for part, before in stats.bytes_before.items():
+        after = stats.bytes_after[part]
+        click.echo(f"{part:8} {before / 2**20:9.1f} MB -> {after / 2**20:9.1f} MB")
+    click.echo(f"dead token rows {stats.dead_token_rows}, {stats.seconds:.1f} s")
+
+
 @cli.command("collections")
 @database_options
 def collections(dsn: str | None, schema: str) -> None:

@@ -10,6 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import psycopg
 from pgvector import HalfVector
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -23,6 +24,7 @@ from .store import check_candidate_index, write_errors
 from .types import (
     TIERS,
     CandidateIndex,
+    CompactStats,
     Document,
     Hit,
     IngestStats,
@@ -603,6 +605,66 @@ class Collection:
         with self.store.lock, write_errors(f"deleting from {self.name!r}"), self.conn.transaction():
             removed, _ = self._lock_and_remove(id_list)
         return removed
+
+    def compact(self, *, reindex: bool = True) -> CompactStats:
+        """Reclaim what replaced and deleted documents left behind, without blocking
+        searches or writes.
+
+        VACUUM (ANALYZE) the collection's token table and the documents table: dead rows
+        and their index entries are removed, and HNSW repairs the graph around deleted
+        tokens. With ``reindex`` (default), the HNSW candidate index and the dense index are
+        then rebuilt with ``REINDEX CONCURRENTLY``: a fresh graph, as dense as after a bulk
+        load. Runs on a connection of its own, outside any transaction.
+        """
+        started = time.perf_counter()
+        schema = self.store.schema
+        relations = {
+            "tokens": self._tokens,
+            "hnsw": self._index_ident,
+            "dense": sql.Identifier(schema, f"documents_{self.id}_dense_hnsw"),
+        }
+        with psycopg.connect(self.store.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+
+            def sizes() -> dict[str, int]:
+                return {
+                    name: int(
+                        conn.execute(
+                            "SELECT coalesce(pg_total_relation_size(to_regclass(%s)), 0)",
+                            (ident.as_string(conn),),
+                        ).fetchone()[0]  # type: ignore[index]
+                    )
+                    for name, ident in relations.items()
+                }
+
+            before = sizes()
+            row = conn.execute(  # as counted by the statistics system: approximate
+                "SELECT n_dead_tup FROM pg_stat_all_tables WHERE relid = %s::regclass",
+                (self._tokens.as_string(conn),),
+            ).fetchone()
+            with write_errors(f"compacting {self.name!r}"):
+                conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._tokens))
+                conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._documents))
+                if reindex:
+                    for name in ("hnsw", "dense"):
+                        exists = conn.execute(
+                            "SELECT to_regclass(%s) IS NOT NULL",
+                            (relations[name].as_string(conn),),
+                        ).fetchone()
+                        if exists and exists[0]:
+                            conn.execute(
+                                sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(relations[name])
+                            )
+            after = sizes()
+        stats = CompactStats(
+            dead_token_rows=int(row[0]) if row else 0,
+            bytes_before=before,
+            bytes_after=after,
+            reindexed=reindex,
+            seconds=time.perf_counter() - started,
+        )
+        log.info("compacted %r: %s", self.name, stats)
+        return stats
 
     # --- reads -------------------------------------------------------------------------
 

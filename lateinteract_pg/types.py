@@ -116,3 +116,15 @@ class IngestStats:
     copy_s: float
     index_s: float
     index_rebuilt: bool
+
+
+@dataclass(frozen=True)
+class CompactStats:
+    """What :meth:`Collection.compact` did: bytes of the collection's token table and
+    indexes before and after, dead token rows it found, and its seconds."""
+
+    dead_token_rows: int
+    bytes_before: dict[str, int]
+    bytes_after: dict[str, int]
+    reindexed: bool
+    seconds: float

@@ -18,7 +18,14 @@ from tqdm.auto import tqdm
 
 from . import candidates, filters, planner, pooling, rescore
 from .errors import CollectionNotFound, EncoderMismatch, InvalidInput
-from .ingest import Batch, check_id, pack_token_rows, validate_batch, validate_query
+from .ingest import (
+    Batch,
+    check_id,
+    check_tenant,
+    pack_token_rows,
+    validate_batch,
+    validate_query,
+)
 from .maxsim import top_k
 from .store import check_candidate_index, write_errors
 from .types import (
@@ -139,6 +146,7 @@ class Collection:
         candidate_index: CandidateIndex = "halfvec",
         pool_factor: int = 1,
         rescore_storage: rescore.RescoreStorage = "float16",
+        text_search_config: str = "english",
     ) -> None:
         self.store = store
         self.id = collection_id
@@ -151,6 +159,7 @@ class Collection:
         self.candidate_index: CandidateIndex = candidate_index
         self.pool_factor = pool_factor
         self.rescore_storage: rescore.RescoreStorage = rescore_storage
+        self.text_search_config = text_search_config
         self.reranker: Any = None
         self.last_search: SearchStats | None = None
         self.last_ingest: IngestStats | None = None
@@ -163,7 +172,12 @@ class Collection:
         self._token_rows = rescore.token_rows_sql(store.table("tokens"), collection_id)
 
     def __repr__(self) -> str:
-        defaults = {"candidate_index": "halfvec", "pool_factor": 1, "rescore_storage": "float16"}
+        defaults = {
+            "candidate_index": "halfvec",
+            "pool_factor": 1,
+            "rescore_storage": "float16",
+            "text_search_config": "english",
+        }
         options = "".join(
             f", {name}={getattr(self, name)!r}"
             for name, default in defaults.items()
@@ -206,6 +220,7 @@ class Collection:
         *,
         passage_words: int | None = None,
         progress: bool = False,
+        tenant: str | None = None,
     ) -> list[str]:
         """Encode and add documents with the collection's encoder; returns the stored ids.
 
@@ -217,6 +232,8 @@ class Collection:
         words (on paragraph boundaries) stored as ``"<id>#<n>"`` with ``document_id`` and
         ``passage`` in their metadata; re-adding a document replaces all its old passages,
         and ``search(..., by_document=True)`` maps hits back to documents.
+
+        ``tenant``: the tenant the documents belong to (see :meth:`Store.grant_tenant`).
         """
         encoder = self._require_encoder()
         ids, texts, metadata = normalise_documents(documents)
@@ -231,7 +248,7 @@ class Collection:
         vectors = encoder.encode_documents(texts, progress=progress)
         spans = encoder.document_spans(texts) if hasattr(encoder, "document_spans") else None
         batch = validate_batch(ids, vectors, self.dim, texts, metadata, spans)
-        self._write(batch, None, None, documents_replaced)
+        self._write(batch, None, None, documents_replaced, check_tenant(tenant))
         return ids
 
     def search(
@@ -348,6 +365,7 @@ class Collection:
         spans: Sequence[Any] | None = None,
         progress: bool | None = None,
         rebuild_index: bool | None = None,
+        tenant: str | None = None,
     ) -> int:
         """Add or replace documents given their token matrices; one transaction.
 
@@ -364,11 +382,14 @@ class Collection:
             or insert into it (False). Default: rebuild when the batch adds at least 20% of
             the collection's rows, where that is faster. A rebuild locks the collection's
             token table until the transaction commits: searches of it wait meanwhile.
+        tenant : the tenant these documents belong to: roles see them only when granted that
+            tenant (:meth:`Store.grant_tenant`); None: shared. A document of one tenant
+            cannot be replaced by another's (InvalidInput): ids are unique per collection.
 
         Returns the number of token rows written.
         """
         batch = validate_batch(ids, embeddings, self.dim, texts, metadata, spans)
-        return self._write(batch, progress, rebuild_index, [])
+        return self._write(batch, progress, rebuild_index, [], check_tenant(tenant))
 
     def _write(
         self,
@@ -376,6 +397,7 @@ class Collection:
         progress: bool | None,
         rebuild_index: bool | None,
         documents_replaced: list[str],
+        tenant: str | None = None,
     ) -> int:
         """Write a validated batch in one transaction; also removes the passages of
         ``documents_replaced``. Dense vectors come from the tokens as given, then the
@@ -387,7 +409,7 @@ class Collection:
             write_errors(f"adding to {self.name!r}"),
             self.conn.transaction(),
         ):
-            replaced, remaining = self._lock_and_remove(batch.ids, documents_replaced)
+            replaced, remaining = self._lock_and_remove(batch.ids, documents_replaced, tenant)
             new_tokens = len(batch.tokens)
             has_index = self._has_index()
             # building HNSW over all rows at once beats inserting many rows into the graph
@@ -397,8 +419,8 @@ class Collection:
             if has_index and rebuild:
                 self.conn.execute(sql.SQL("DROP INDEX {}").format(self._index_ident))
             started = time.perf_counter()
-            doc_ids = self._insert_documents(batch, dense)
-            self._copy_tokens(doc_ids, batch, progress)
+            doc_ids = self._insert_documents(batch, dense, tenant)
+            self._copy_tokens(doc_ids, batch, progress, tenant)
             copied = time.perf_counter()
             if rebuild:
                 self._build_index()
@@ -430,9 +452,11 @@ class Collection:
         ).fetchone()
         return bool(row and row[0])
 
-    def _lock_and_remove(self, ids: list[str], parents: Sequence[str] = ()) -> tuple[int, int]:
+    def _lock_and_remove(
+        self, ids: list[str], parents: Sequence[str] = (), tenant: str | bool | None = False
+    ) -> tuple[int, int]:
         """Lock the collection row, delete documents with these ids or passages of these
-        parent documents.
+        parent documents; unless ``tenant`` is False, they must belong to that tenant.
 
         Returns (documents removed, token rows left in the collection)."""
         row = self.conn.execute(
@@ -443,23 +467,32 @@ class Collection:
         ).fetchone()
         if row is None:
             raise CollectionNotFound(f"collection {self.name!r} no longer exists")
-        removed_docs, removed_tokens = self._delete_ids(ids, parents)
+        removed_docs, removed_tokens = self._delete_ids(ids, parents, tenant)
         return removed_docs, int(row[0]) - removed_tokens
 
-    def _delete_ids(self, ids: list[str], parents: Sequence[str] = ()) -> tuple[int, int]:
+    def _delete_ids(
+        self, ids: list[str], parents: Sequence[str] = (), tenant: str | bool | None = False
+    ) -> tuple[int, int]:
         which = sql.SQL("external_id = ANY(%s)")
         params: tuple[Any, ...] = (self.id, ids)
         if parents:  # the passages of re-added documents too
             which = sql.SQL("(external_id = ANY(%s) OR metadata ->> 'document_id' = ANY(%s))")
             params += (list(parents),)
         old = self.conn.execute(
-            sql.SQL("DELETE FROM {} WHERE collection_id = %s AND {} RETURNING id, n_tokens").format(
-                self._documents, which
-            ),
+            sql.SQL(
+                "DELETE FROM {} WHERE collection_id = %s AND {} RETURNING id, n_tokens, tenant, "
+                "external_id"
+            ).format(self._documents, which),
             params,
         ).fetchall()
         if not old:
             return 0, 0
+        others = [r[3] for r in old if tenant is not False and r[2] != tenant]
+        if others:  # raised inside the transaction: nothing is deleted
+            raise InvalidInput(
+                f"documents {others[:5]} belong to another tenant than {tenant!r}: ids are "
+                "unique per collection; give each tenant's documents their own ids"
+            )
         self.conn.execute(
             sql.SQL("DELETE FROM {} WHERE doc_id = ANY(%s)").format(self._tokens),
             ([r[0] for r in old],),
@@ -474,7 +507,9 @@ class Collection:
         )
         return len(old), removed_tokens
 
-    def _insert_documents(self, batch: Batch, dense: np.ndarray) -> np.ndarray:
+    def _insert_documents(
+        self, batch: Batch, dense: np.ndarray, tenant: str | None = None
+    ) -> np.ndarray:
         n = len(batch.ids)
         sequence = self.conn.execute(
             "SELECT pg_get_serial_sequence(%s, 'id')", (self._documents.as_string(self.conn),)
@@ -484,15 +519,24 @@ class Collection:
         ).fetchall()
         doc_ids = np.array([r[0] for r in rows], dtype=np.int64)
         lengths = batch.lengths
+        config = self.conn.execute(
+            sql.SQL("SELECT text_search_config::oid FROM {} WHERE id = %s").format(
+                self.store.table("collections")
+            ),
+            (self.id,),
+        ).fetchone()[0]
         copy_sql = sql.SQL(
             "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, matrix, offsets, "
-            "dense) FROM STDIN WITH (FORMAT BINARY)"
+            "dense, text_search_config, tenant) FROM STDIN WITH (FORMAT BINARY)"
         ).format(self._documents)
         matrices = rescore.pack_matrices(batch.tokens, batch.offsets, self.rescore_storage)
         with self.conn.cursor().copy(copy_sql) as copy:
             copy.set_types(
-                ["int8", "int4", "text", "text", "jsonb", "int4", "bytea", "int4[]", "halfvec"]
-            )
+                [
+                    "int8", "int4", "text", "text", "jsonb", "int4", "bytea", "int4[]", "halfvec",
+                    "oid", "text",
+                ]
+            )  # fmt: skip
             for j in range(n):
                 meta, spans = batch.metadata[j], batch.spans[j]
                 copy.write_row(
@@ -506,21 +550,27 @@ class Collection:
                         matrices[j],
                         None if spans is None else spans.tolist(),
                         HalfVector(dense[j]),
+                        config,  # a regconfig is an oid on the wire
+                        tenant,
                     )
                 )
         return doc_ids
 
-    def _copy_tokens(self, doc_ids: np.ndarray, batch: Batch, progress: bool | None) -> None:
+    def _copy_tokens(
+        self, doc_ids: np.ndarray, batch: Batch, progress: bool | None, tenant: str | None
+    ) -> None:
         total = len(batch.tokens)
         show = total >= PROGRESS_MIN_TOKENS if progress is None else progress
         copy_sql = sql.SQL(
-            "COPY {} (collection_id, doc_id, position, embedding) FROM STDIN WITH (FORMAT BINARY)"
+            "COPY {} (collection_id, doc_id, position, embedding, tenant) FROM STDIN "
+            "WITH (FORMAT BINARY)"
         ).format(self._tokens)
         with (
             tqdm(total=total, unit="tok", desc=f"COPY {self.name}", disable=not show) as bar,
             self.conn.cursor().copy(copy_sql) as copy,
         ):
-            for rows, payload in pack_token_rows(self.id, doc_ids, batch, COPY_ROWS_PER_CHUNK):
+            chunks = pack_token_rows(self.id, doc_ids, batch, COPY_ROWS_PER_CHUNK, tenant)
+            for rows, payload in chunks:
                 copy.write(payload)
                 bar.update(rows)
 
@@ -669,19 +719,29 @@ class Collection:
     # --- reads -------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._sizes()[0]
+        """How many documents this role can read."""
+        n_docs, _, _, restricted = self._sizes()
+        return self._count_matching(sql.SQL("true"), {})[0] if restricted else n_docs
 
-    def _sizes(self) -> tuple[int, int, bool]:
-        """(documents, token rows, whether the HNSW index exists), in one round trip."""
+    def _sizes(self) -> tuple[int, int, bool, bool]:
+        """(documents, token rows, whether the HNSW index exists, whether the tenants'
+        row-level security may hide some of the documents from this role), in one round
+        trip."""
         row = self.conn.execute(
             sql.SQL(
-                "SELECT n_documents, n_tokens, to_regclass(%s) IS NOT NULL FROM {} WHERE id = %s"
-            ).format(self.store.table("collections")),
+                "SELECT n_documents, n_tokens, to_regclass(%s) IS NOT NULL, "
+                "row_security_active({documents}::regclass) AND {has_tenants}(id) "
+                "FROM {collections} WHERE id = %s"
+            ).format(
+                documents=sql.Literal(self._documents.as_string(self.conn)),
+                has_tenants=self.store.table("has_tenants"),
+                collections=self.store.table("collections"),
+            ),
             (self._index_ident.as_string(self.conn), self.id),
         ).fetchone()
         if row is None:
             raise CollectionNotFound(f"collection {self.name!r} no longer exists")
-        return int(row[0]), int(row[1]), bool(row[2])
+        return int(row[0]), int(row[1]), bool(row[2]), bool(row[3])
 
     def __contains__(self, id: object) -> bool:
         return isinstance(id, str) and self.get(id) is not None
@@ -741,6 +801,7 @@ class Collection:
         filter: dict[str, Any] | None = None,
         where: str | None = None,
         where_params: dict[str, Any] | None = None,
+        tenant: str | None = None,
     ) -> list[Hit]:
         """The ``k`` documents with the highest MaxSim against ``query`` (m x dim).
 
@@ -767,7 +828,9 @@ class Collection:
         (columns of the documents table as ``d.metadata``, ``d.text``, ...; values as named
         parameters ``%(name)s`` given in ``where_params``) are returned, k of them when k
         pass: a selective condition makes the exhaustive plan cheaper, and the index plan's
-        HNSW scans continue until enough tokens pass (pgvector >= 0.8).
+        HNSW scans continue until enough tokens pass (pgvector >= 0.8). ``tenant``: only
+        that tenant's documents. A role under the tenants' row-level security sees its
+        tenants' and the shared documents only, and its searches plan accordingly.
         """
         started = time.perf_counter()
         q = validate_query(query, self.dim)
@@ -788,12 +851,15 @@ class Collection:
                 "filter": filter,
                 "where": where,
                 "where_params": where_params,
+                "tenant": tenant,
             }
             hits = self.search_embeddings(q, k=max(k, top), **options)
             return self._reorder(str(query_text), hits, k, self.last_search)
-        condition = filters.document_condition(filter, where, where_params)
+        condition = filters.document_condition(filter, where, where_params, tenant)
         if tier == "dense":
             with filters.condition_errors(condition), self.store.lock:
+                if condition is None and self._sizes()[3]:  # row-level security hides some
+                    condition = (sql.SQL("true"), {})
                 hits = self._search_dense(q, k, exact, condition)
             self.last_search = SearchStats(
                 plan="dense",
@@ -825,7 +891,9 @@ class Collection:
         probes, weights = candidates.merge_query_tokens(q, merge_threshold)
         # one snapshot for every statement: a document written meanwhile is seen whole or not
         with self.store.lock, self.store.snapshot(), filters.condition_errors(condition):
-            n_docs, n_tokens, has_index = self._sizes()
+            n_docs, n_tokens, has_index, restricted = self._sizes()
+            if restricted and condition is None:  # row-level security hides documents
+                condition = (sql.SQL("true"), {})
             costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(probes), knobs)
             if condition is not None:
                 matched_docs, matched_tokens = self._count_matching(*condition)

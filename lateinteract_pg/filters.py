@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import InvalidInput
+from .ingest import check_tenant
 
 __all__ = ["Condition", "compile_filter", "condition_errors", "document_condition"]
 
@@ -137,10 +138,14 @@ def compile_filter(
 
 
 def document_condition(
-    filter: dict[str, Any] | None, where: str | None, where_params: dict[str, Any] | None
+    filter: dict[str, Any] | None,
+    where: str | None,
+    where_params: dict[str, Any] | None,
+    tenant: str | None = None,
 ) -> Condition | None:
-    """The condition documents must meet: the ``filter`` on ``d.metadata`` and the raw SQL
-    ``where`` fragment (with its named ``%(name)s`` parameters), both when both are given.
+    """The condition documents must meet: the ``filter`` on ``d.metadata``, the raw SQL
+    ``where`` fragment (with its named ``%(name)s`` parameters) and the ``tenant``, all
+    that are given.
 
     The fragment is SQL written by the programmer, never by an end user: only its
     parameters are bound.
@@ -163,13 +168,16 @@ def document_condition(
         params = {**params, **extra}
     elif where_params is not None:
         raise InvalidInput("where_params without where")
+    if tenant is not None:
+        terms.append(sql.SQL("d.tenant = {}").format(sql.Placeholder("tenant")))
+        params = {**params, "tenant": check_tenant(tenant)}
     if not terms:
         return None
     return sql.SQL(" AND ").join(terms), params
 
 
 # the parameter names of our own statements, which a where fragment's may not shadow
-_RESERVED = frozenset({"q", "k", "probes", "weights", "per_token", "depth", "ids"})
+_RESERVED = frozenset({"q", "k", "probes", "weights", "per_token", "depth", "ids", "tenant"})
 
 
 @contextmanager

@@ -55,6 +55,16 @@ def check_id(value: Any) -> str:
     return str(value)
 
 
+def check_tenant(value: Any) -> str | None:
+    """A tenant name (1..200 chars, no NUL), or None for shared documents."""
+    if value is None:
+        return None
+    _check_text(value, "tenant")
+    if not 1 <= len(value) <= 200:
+        raise InvalidInput(f"tenant must be 1..200 characters, got {value!r}")
+    return str(value)
+
+
 def _as_matrix(value: Any, dim: int, what: str) -> np.ndarray:
     try:
         matrix = np.asarray(value, dtype=np.float32)
@@ -167,8 +177,10 @@ def validate_query(query: Any, dim: int) -> np.ndarray:
     return _as_matrix(matrix, dim, "query")
 
 
-def token_row_dtype(dim: int) -> np.dtype:
-    """One binary COPY row of (collection_id int4, doc_id int8, position int4, halfvec)."""
+def token_row_dtype(dim: int, tenant_bytes: int = 0) -> np.dtype:
+    """One binary COPY row of (collection_id int4, doc_id int8, position int4, halfvec,
+    tenant text): the tenant's UTF-8 bytes, none for NULL."""
+    tenant = [("tenant", f"S{tenant_bytes}")] if tenant_bytes else []
     return np.dtype(
         [
             ("nfields", ">i2"),
@@ -182,19 +194,26 @@ def token_row_dtype(dim: int) -> np.dtype:
             ("vec_dim", ">i2"),
             ("vec_unused", ">i2"),
             ("vec", ">f2", (dim,)),
+            ("len_tenant", ">i4"),
+            *tenant,
         ]
     )
 
 
 def pack_token_rows(
-    collection_id: int, doc_ids: np.ndarray, batch: Batch, rows_per_chunk: int
+    collection_id: int,
+    doc_ids: np.ndarray,
+    batch: Batch,
+    rows_per_chunk: int,
+    tenant: str | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """Binary COPY payload for the batch's token rows, in chunks of (rows, bytes).
 
     The whole stream (header, rows, trailer) is built with numpy, not row by row in Python.
     """
     dim = batch.tokens.shape[1]
-    dtype = token_row_dtype(dim)
+    tenant_bytes = b"" if tenant is None else tenant.encode("utf-8")
+    dtype = token_row_dtype(dim, len(tenant_bytes))
     total = len(batch.tokens)
     doc_of_token = np.repeat(np.asarray(doc_ids, dtype=np.int64), batch.lengths)
     position = np.arange(total, dtype=np.int64) - np.repeat(batch.offsets[:-1], batch.lengths)
@@ -202,7 +221,7 @@ def pack_token_rows(
     for c in range(chunks):
         lo, hi = c * rows_per_chunk, min(total, (c + 1) * rows_per_chunk)
         rows = np.empty(hi - lo, dtype=dtype)
-        rows["nfields"] = 4
+        rows["nfields"] = 5
         rows["len_collection"] = 4
         rows["collection_id"] = collection_id
         rows["len_doc"] = 8
@@ -213,6 +232,9 @@ def pack_token_rows(
         rows["vec_dim"] = dim
         rows["vec_unused"] = 0
         rows["vec"] = batch.tokens[lo:hi]
+        rows["len_tenant"] = -1 if tenant is None else len(tenant_bytes)
+        if tenant_bytes:
+            rows["tenant"] = tenant_bytes
         payload = rows.tobytes()
         if c == 0:
             payload = COPY_SIGNATURE + payload

@@ -25,7 +25,7 @@ DEFAULT_SCHEMA = "lateinteract"
 MIN_SERVER_VERSION = 140000
 MIN_PGVECTOR = (0, 7, 0)
 VERSION_TABLE = "lateinteract_alembic_version"
-HEAD = "0004"  # the newest migration; tests check it against migrations/versions
+HEAD = "0005"  # the newest migration; tests check it against migrations/versions
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -102,8 +102,9 @@ def ensure_pgvector(conn: psycopg.Connection[Any]) -> str:
 def run_sql_file(connection: Any, name: str, schema: str) -> None:
     """Run ``sql/NAME`` on an alembic (SQLAlchemy) connection.
 
-    ``{schema}`` is composed in as an identifier, and ``{search_path}`` as our schema,
-    pgvector's schema and pg_temp (the search_path our SQL functions run with).
+    ``{schema}`` is composed in as an identifier, ``{schema_literal}`` as a string, and
+    ``{search_path}`` as our schema, pgvector's schema and pg_temp (the search_path our SQL
+    functions run with).
     """
     raw = connection.connection.driver_connection
     vector_schema = ensure_pgvector(raw)
@@ -112,6 +113,7 @@ def run_sql_file(connection: Any, name: str, schema: str) -> None:
     raw.execute(
         sql.SQL(text).format(
             schema=sql.Identifier(schema),
+            schema_literal=sql.Literal(schema),
             search_path=sql.SQL(", ").join([*path, sql.SQL("pg_temp")]),
         )
     )

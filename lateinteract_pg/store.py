@@ -40,7 +40,7 @@ DSN_ENV = "LATEINTERACT_PG_DSN"
 # what Collection() takes after the store, in order
 _COLLECTION_COLUMNS = (
     "id, name, dim, encoder, hnsw_m, hnsw_ef_construction, candidate_index, pool_factor, "
-    "rescore_storage"
+    "rescore_storage, text_search_config::text"
 )
 MAX_NAME_LENGTH = 200
 
@@ -122,6 +122,17 @@ def dense_index_sql(
         sql.Literal(dim),
         sql.Literal(m),
         sql.Literal(ef_construction),
+        sql.Literal(collection_id),
+    )
+
+
+def full_text_index_sql(schema: str, collection_id: int) -> sql.Composed:
+    """The hybrid search's GIN index of one collection: partial, over its documents' rows."""
+    return sql.SQL(
+        "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (tsv) WHERE collection_id = {}"
+    ).format(
+        sql.Identifier(f"documents_{collection_id}_tsv"),
+        sql.Identifier(schema, "documents"),
         sql.Literal(collection_id),
     )
 
@@ -319,6 +330,7 @@ class Store:
         candidate_index: CandidateIndex | None = None,
         pool_factor: int | None = None,
         rescore_storage: RescoreStorage | None = None,
+        text_search_config: str | None = None,
     ) -> Collection:
         """Open the collection ``name``, creating it (with ``dim``) when missing.
 
@@ -336,6 +348,8 @@ class Store:
           pooled vectors.
         - ``rescore_storage``: the per-document matrix stage 2 reads: ``"float16"`` (default,
           exact) or ``"int8"`` (half the bytes, scores within about 0.5%).
+        - ``text_search_config``: the PostgreSQL text search configuration of the documents'
+          full text, for hybrid search (default ``"english"``; ``"simple"`` does no stemming).
 
         Opening an existing collection with a different ``dim`` or option raises
         CollectionExists.
@@ -367,6 +381,7 @@ class Store:
                 "candidate_index": kind,
                 "pool_factor": pool,
                 "rescore_storage": storage,
+                "text_search_config": self._check_text_search_config(text_search_config),
             }
             settings = encoder.settings() if encoder is not None else None
             row = self._create_collection(
@@ -379,6 +394,7 @@ class Store:
             "candidate_index": candidate_index,
             "pool_factor": pool_factor,
             "rescore_storage": rescore_storage,
+            "text_search_config": text_search_config,
         }
         for option, value in asked.items():
             if value is not None and value != getattr(coll, option):
@@ -394,6 +410,23 @@ class Store:
         if reranker is not None:
             coll.attach_reranker(reranker)
         return coll
+
+    def _check_text_search_config(self, config: Any) -> str:
+        """The name of an existing text search configuration (default "english")."""
+        if config is None:
+            return "english"
+        if not isinstance(config, str) or not config.strip() or "\x00" in config:
+            raise InvalidInput(f"text_search_config must be a configuration name, got {config!r}")
+        row = self.conn.execute(
+            "SELECT cfgname FROM pg_ts_config WHERE cfgname = %s AND pg_ts_config_is_visible(oid)",
+            (config,),
+        ).fetchone()
+        if row is None:
+            raise InvalidInput(
+                f"no text search configuration {config!r} on this server "
+                "(SELECT cfgname FROM pg_ts_config lists them)"
+            )
+        return config
 
     def _fetch_collection(self, name: str) -> tuple[Any, ...] | None:
         return self.conn.execute(
@@ -416,13 +449,14 @@ class Store:
             row = self.conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction, "
-                    "candidate_index, pool_factor, rescore_storage) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "candidate_index, pool_factor, rescore_storage, text_search_config) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::regconfig) "
                     "ON CONFLICT (name) DO NOTHING RETURNING " + _COLLECTION_COLUMNS
                 ).format(self.table("collections")),
                 (
                     name, dim, None if encoder is None else Jsonb(encoder), m, ef,
                     options["candidate_index"], options["pool_factor"], options["rescore_storage"],
+                    options["text_search_config"],
                 ),
             ).fetchone()  # fmt: skip
             if row is None:  # created concurrently by someone else
@@ -433,10 +467,17 @@ class Store:
             # commit, and until then this transaction should not yet hold the token table's
             # exclusive lock, which stops every search
             self.conn.execute(dense_index_sql(self.schema, row[0], dim, m, ef))
+            self.conn.execute(full_text_index_sql(self.schema, row[0]))
+            partition = self.table(f"tokens_{row[0]}")
             self.conn.execute(
                 sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES IN ({})").format(
-                    self.table(f"tokens_{row[0]}"), self.table("tokens"), sql.Literal(row[0])
+                    partition, self.table("tokens"), sql.Literal(row[0])
                 )
+            )
+            # the tenants' row-level security on the partition too (sql/0005_real_collections)
+            self.conn.execute(
+                sql.SQL("SELECT {}(%s::regclass)").format(self.table("protect_tokens")),
+                (partition.as_string(self.conn),),
             )
             log.info("created collection %r (id %s, dim %s)", name, row[0], dim)
             return row
@@ -470,11 +511,12 @@ class Store:
         # after the commit, in a short transaction of its own: DROP INDEX locks the shared
         # documents table against every read until it commits (the index is empty by now)
         with self.lock, write_errors(f"dropping {name!r}"), self.conn.transaction():
-            self.conn.execute(
-                sql.SQL("DROP INDEX IF EXISTS {}").format(
-                    self.table(f"documents_{row[0]}_dense_hnsw")
+            for index in ("dense_hnsw", "tsv"):
+                self.conn.execute(
+                    sql.SQL("DROP INDEX IF EXISTS {}").format(
+                        self.table(f"documents_{row[0]}_{index}")
+                    )
                 )
-            )
         log.info("dropped collection %r", name)
 
     def close(self) -> None:

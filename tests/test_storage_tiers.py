@@ -165,7 +165,7 @@ def test_migration_0004_backfills_dense_vectors_and_refuses_to_lose_int8(
         store.collection("small", dim=DIM, **options)  # type: ignore[arg-type]
         with pytest.raises(lip.InvalidInput, match=r"int8.*pool_factor"):
             migrate.upgrade(pg_dsn, store.schema, "0003")
-        assert migrate.upgrade(pg_dsn, store.schema) == "0004"
+        assert migrate.upgrade(pg_dsn, store.schema) == migrate.HEAD
         store.drop_collection("small")
     migrate.upgrade(pg_dsn, store.schema, "0003")
     with psycopg.connect(pg_dsn) as conn:
@@ -175,7 +175,7 @@ def test_migration_0004_backfills_dense_vectors_and_refuses_to_lose_int8(
             (store.schema,),
         ).fetchall()
     assert ("dense",) not in columns
-    assert migrate.upgrade(pg_dsn, store.schema) == "0004"
+    assert migrate.upgrade(pg_dsn, store.schema) == migrate.HEAD
     store.close()
     with lip.connect(pg_dsn, schema=store.schema) as again:
         after = again.collection("kept").search_embeddings(query, tier="dense")

@@ -60,12 +60,12 @@ def filled(store: lip.Store) -> tuple[lip.Collection, list[np.ndarray]]:
 
 
 def test_migrate_is_idempotent_and_uses_own_version_table(pg_dsn: str, store: lip.Store) -> None:
-    assert migrate.upgrade(pg_dsn, store.schema) == "0004"
-    assert migrate.upgrade(pg_dsn, store.schema) == "0004"
+    assert migrate.upgrade(pg_dsn, store.schema) == migrate.HEAD
+    assert migrate.upgrade(pg_dsn, store.schema) == migrate.HEAD
     row = store.conn.execute(
         sql.SQL("SELECT version_num FROM {}").format(store.table(migrate.VERSION_TABLE))
     ).fetchall()
-    assert row == [("0004",)]
+    assert row == [(migrate.HEAD,)]
 
 
 def test_collection_create_open_list_drop(store: lip.Store) -> None:

@@ -1,0 +1,236 @@
+-- lateinteract_pg SQL function search(), revision 0005: revision 0003's, plus a metadata
+-- filter (a jsonpath predicate over documents.metadata with its variables) and the tenants'
+-- row-level security: when either may hide documents, stage 1 joins the tokens it finds to
+-- their documents and keeps those that pass, with pgvector's iterative index scans (0.8 and
+-- later) going on until enough pass; when no more documents pass than stage 1 would hand
+-- to stage 2, every one of them is scored exactly. Installed by migration 0005.
+
+DROP FUNCTION {schema}.search(text, halfvec[], integer, integer, integer, integer, boolean);
+
+CREATE OR REPLACE FUNCTION {schema}.search(
+    collection text,
+    query halfvec[],
+    k integer DEFAULT 10,
+    candidates_per_token integer DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    rerank_depth integer DEFAULT NULL,
+    exact boolean DEFAULT false,
+    filter jsonpath DEFAULT NULL,
+    filter_vars jsonb DEFAULT NULL
+)
+RETURNS TABLE (id text, score double precision, text text, metadata jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = {search_path}
+AS $body$
+#variable_conflict use_column
+DECLARE
+    c record;
+    per_token integer;
+    ef integer;
+    depth integer;
+    previous_ef text;
+    candidates bigint[];
+    probe_order text;
+    restricted boolean;
+    matching bigint;
+    previous_scan text;
+    iterative boolean;
+BEGIN
+    c := query_collection(collection, query);
+    IF k IS NULL OR k < 1 OR k > 100000 THEN
+        RAISE EXCEPTION 'lateinteract: k must be in 1..100000, got %', coalesce(k::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- the Python path's defaults (planner.default_knobs): recall@k >= 0.99 measured
+    per_token := coalesce(candidates_per_token, least(1000, greatest(150, 15 * k)));
+    ef := greatest(per_token, coalesce(ef_search, per_token));
+    depth := coalesce(rerank_depth, greatest(200, 20 * k));
+    IF per_token NOT BETWEEN 1 AND 1000 OR ef_search NOT BETWEEN 1 AND 1000
+       OR depth NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'lateinteract: candidates_per_token and ef_search must be in 1..1000, '
+            'rerank_depth in 1..100000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Documents may be hidden by the filter, or by the tenants' policies (for a role they
+    -- apply to, in a collection that has tenants): count those that pass.
+    restricted := filter IS NOT NULL OR (
+        pg_catalog.row_security_active('documents'::regclass)
+        AND has_tenants(c.collection_id));
+    IF restricted THEN
+        SELECT count(*) INTO matching FROM documents AS d
+        WHERE d.collection_id = c.collection_id AND passes(d.metadata, filter, filter_vars);
+    END IF;
+
+    -- Stage 1 (skipped when every passing document would be re-scored anyway, or there is
+    -- no index yet): per query token the HNSW index's per_token nearest document tokens; per
+    -- (token, document) the best similarity; a token that found nothing of a document
+    -- counts 0; the depth best documents by that sum. Same statement as candidates.py.
+    IF NOT coalesce(exact, false) AND c.n_documents > depth
+       AND (NOT restricted OR matching > depth)
+       AND to_regclass(pg_catalog.format('%I', 'tokens_' || c.collection_id || '_hnsw')) IS NOT NULL THEN
+        -- the index's own expression, so that ORDER BY ... LIMIT walks it
+        SELECT CASE col.candidate_index
+                   WHEN 'binary' THEN pg_catalog.format(
+                       'binary_quantize(x.embedding::halfvec(%1$s))::bit(%1$s) '
+                       '<~> binary_quantize(q.v)', c.dim)
+                   ELSE pg_catalog.format('x.embedding::halfvec(%1$s) <#> q.v', c.dim)
+               END
+        INTO probe_order
+        FROM collections AS col WHERE col.id = c.collection_id;
+        previous_ef := current_setting('hnsw.ef_search', true);
+        PERFORM set_config('hnsw.ef_search', ef::text, true);
+        SELECT pg_catalog.string_to_array(e.extversion, '.')::integer[] >= '{{0,8}}'
+        INTO iterative FROM pg_catalog.pg_extension AS e WHERE e.extname = 'vector';
+        IF restricted AND iterative THEN  -- scan on until per_token tokens pass
+            previous_scan := current_setting('hnsw.iterative_scan', true);
+            PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+        END IF;
+        EXECUTE pg_catalog.format($stage1$
+            WITH hits AS (
+                SELECT q.i, t.doc_id, -t.dist AS sim
+                FROM pg_catalog.unnest($1::halfvec[]) WITH ORDINALITY AS q(v, i)
+                CROSS JOIN LATERAL (
+                    SELECT x.doc_id, (x.embedding::halfvec(%1$s) <#> q.v) AS dist
+                    FROM tokens AS x%4$s
+                    WHERE x.collection_id = %2$s
+                    ORDER BY %3$s
+                    LIMIT $2
+                ) AS t
+            ), best AS (
+                SELECT hits.i, hits.doc_id, max(hits.sim) AS sim
+                FROM hits GROUP BY hits.i, hits.doc_id
+            ), ranked AS (
+                SELECT best.doc_id, sum(best.sim) AS score
+                FROM best GROUP BY best.doc_id
+                ORDER BY score DESC, best.doc_id
+                LIMIT $3
+            )
+            SELECT pg_catalog.array_agg(ranked.doc_id) FROM ranked
+            $stage1$, c.dim, c.collection_id, probe_order,
+            CASE WHEN restricted THEN ' JOIN documents AS d ON d.id = x.doc_id'
+                 ' AND passes(d.metadata, $4, $5)' ELSE '' END)
+        INTO candidates
+        USING query, per_token, depth, filter, filter_vars;
+        PERFORM set_config('hnsw.ef_search', coalesce(previous_ef, '40'), true);
+        IF restricted AND iterative THEN
+            PERFORM set_config('hnsw.iterative_scan', coalesce(previous_scan, 'off'), true);
+        END IF;
+        IF candidates IS NULL THEN
+            RETURN;
+        END IF;
+    ELSE
+        -- every passing document, as an array too: stage 2 is then one statement whose
+        -- cached (generic) plan always looks documents up by id
+        SELECT pg_catalog.array_agg(d.id) INTO candidates
+        FROM documents AS d
+        WHERE d.collection_id = c.collection_id AND passes(d.metadata, filter, filter_vars);
+    END IF;
+
+    -- Stage 2: exact MaxSim of the candidates.
+    -- Each document's token vectors are read once into an array, and every query token
+    -- takes its max over that array: no join of query tokens with token rows, which
+    -- needs a hash aggregate over (document, query token) and, above work_mem, spills
+    -- the token rows to disk and reads them back once per query token.
+    RETURN QUERY
+    WITH scored AS (
+        SELECT d.id AS doc_id,
+               (SELECT sum((SELECT max(-(e <#> q.v)) FROM pg_catalog.unnest(doc.vectors) AS e))
+                FROM pg_catalog.unnest(query) AS q(v)) AS score
+        FROM documents AS d
+        CROSS JOIN LATERAL (
+            SELECT pg_catalog.array_agg(t.embedding) AS vectors
+            FROM tokens AS t
+            WHERE t.collection_id = c.collection_id AND t.doc_id = d.id
+        ) AS doc
+        WHERE d.collection_id = c.collection_id
+          AND d.id = ANY (candidates)
+          AND doc.vectors IS NOT NULL
+        ORDER BY score DESC, d.id
+        LIMIT k
+    )
+    SELECT d.external_id, s.score, d.text, d.metadata
+    FROM scored AS s JOIN documents AS d ON d.id = s.doc_id
+    ORDER BY s.score DESC, s.doc_id;
+END
+$body$;
+
+COMMENT ON FUNCTION {schema}.search(text, halfvec[], integer, integer, integer, integer, boolean,
+                                    jsonpath, jsonb) IS
+    'lateinteract: the k documents with the highest MaxSim against query (exact scores), of those passing filter';
+
+
+-- Hybrid search: late interaction fused with PostgreSQL full text, in one statement: the
+-- late list is search()'s top `depth`, the lexical list the top `depth` documents whose text
+-- holds any word of query_text (in the collection's text search configuration), ranked by
+-- ts_rank with length normalisation; fuse() combines them (see 0005_real_collections.sql).
+CREATE OR REPLACE FUNCTION {schema}.search_hybrid(
+    collection text,
+    query halfvec[],
+    query_text text,
+    k integer DEFAULT 10,
+    fusion text DEFAULT 'rrf',
+    weight double precision DEFAULT 0.5,
+    depth integer DEFAULT 100,
+    rrf_k integer DEFAULT 60,
+    filter jsonpath DEFAULT NULL,
+    filter_vars jsonb DEFAULT NULL
+)
+RETURNS TABLE (id text, score double precision, late_rank bigint, lexical_rank bigint,
+               text text, metadata jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = {search_path}
+AS $body$
+#variable_conflict use_column
+DECLARE
+    c record;
+BEGIN
+    c := query_collection(collection, query);
+    IF k IS NULL OR k < 1 OR k > 100000 OR depth IS NULL OR depth < 1 OR depth > 100000 THEN
+        RAISE EXCEPTION 'lateinteract: k and depth must be in 1..100000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF fusion IS NULL OR fusion NOT IN ('rrf', 'weighted') OR weight IS NULL
+       OR NOT weight BETWEEN 0 AND 1 OR rrf_k IS NULL OR rrf_k < 0 THEN
+        RAISE EXCEPTION 'lateinteract: fusion must be ''rrf'' or ''weighted'', weight in 0..1, '
+            'rrf_k >= 0'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF query_text IS NULL THEN
+        RAISE EXCEPTION 'lateinteract: query_text must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the collection id as a literal, so that the planner matches the partial GIN index
+    RETURN QUERY EXECUTE pg_catalog.format($hybrid$
+        WITH late AS (
+            SELECT s.id, s.score, pg_catalog.row_number() OVER (ORDER BY s.score DESC, s.id) AS r
+            FROM search($1, $2, $3, filter => $7, filter_vars => $8) AS s
+        ), words AS (
+            SELECT lexical_query(c.text_search_config, $4) AS q
+            FROM collections AS c WHERE c.id = %1$s
+        ), lexical AS (
+            SELECT d.external_id AS id, pg_catalog.ts_rank(d.tsv, w.q, 1)::double precision AS score,
+                   pg_catalog.row_number() OVER (
+                       ORDER BY pg_catalog.ts_rank(d.tsv, w.q, 1) DESC, d.id) AS r
+            FROM documents AS d, words AS w
+            WHERE d.collection_id = %1$s AND d.tsv @@ w.q AND passes(d.metadata, $7, $8)
+            ORDER BY r
+            LIMIT $3
+        )
+        SELECT f.id, f.score, f.late_rank, f.lexical_rank, d.text, d.metadata
+        FROM fuse(
+            (SELECT pg_catalog.array_agg(l.id ORDER BY l.r) FROM late AS l),
+            (SELECT pg_catalog.array_agg(l.score ORDER BY l.r) FROM late AS l),
+            (SELECT pg_catalog.array_agg(x.id ORDER BY x.r) FROM lexical AS x),
+            (SELECT pg_catalog.array_agg(x.score ORDER BY x.r) FROM lexical AS x),
+            $5, $6, $9, $10) AS f
+        JOIN documents AS d ON d.collection_id = %1$s AND d.external_id = f.id
+        ORDER BY f.score DESC, f.id
+        $hybrid$, c.collection_id)
+    USING collection, query, depth, query_text, fusion, weight, filter, filter_vars, rrf_k, k;
+END
+$body$;
+
+COMMENT ON FUNCTION {schema}.search_hybrid(text, halfvec[], text, integer, text,
+                                           double precision, integer, integer, jsonpath, jsonb) IS
+    'lateinteract: late interaction fused with full-text search (RRF or weighted scores)';

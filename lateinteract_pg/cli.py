@@ -366,6 +366,27 @@ def grant_read_only(role: str, dsn: str | None, schema: str) -> None:
     click.echo(f"{role} may now search schema {schema!r} read-only")
 
 
+@cli.command("grant-tenant")
+@click.argument("role")
+@click.argument("tenant")
+@database_options
+def grant_tenant(role: str, tenant: str, dsn: str | None, schema: str) -> None:
+    """Let ROLE search TENANT's documents (and the shared ones), read-only; row-level
+    security hides every other tenant's (idempotent)."""
+    migrations.grant_tenant(_resolve_dsn(dsn), role, tenant, schema)
+    click.echo(f"{role} may now search tenant {tenant!r} of schema {schema!r}")
+
+
+@cli.command("revoke-tenant")
+@click.argument("role")
+@click.argument("tenant")
+@database_options
+def revoke_tenant(role: str, tenant: str, dsn: str | None, schema: str) -> None:
+    """Take TENANT away from ROLE."""
+    migrations.revoke_tenant(_resolve_dsn(dsn), role, tenant, schema)
+    click.echo(f"{role} no longer searches tenant {tenant!r} of schema {schema!r}")
+
+
 @cli.command()
 @database_options
 @click.option("--json", "as_json", is_flag=True, help="the whole report as JSON")

@@ -57,6 +57,8 @@ PROGRESS_MIN_TOKENS = 200_000
 REBUILD_RATIO = 0.2
 MAX_K = 100_000
 DEFAULT_RERANK_TOP = 50  # documents the cross-encoder reads in the rerank tier
+FUSIONS = ("rrf", "weighted")
+DEFAULT_HYBRID_DEPTH = 100  # documents each list of a hybrid search hands to the fusion
 MAX_DENSE_INDEX_K = 500  # as in search_dense(): beyond, the dense tier scans exactly
 
 
@@ -924,6 +926,137 @@ class Collection:
         )
         self.last_search = SearchStats(**stats)
         return hits
+
+    def search_hybrid(
+        self,
+        text: str,
+        k: int = 10,
+        **options: Any,
+    ) -> list[Hit]:
+        """:meth:`search_hybrid_embeddings` of ``text`` encoded as a query."""
+        encoder = self._require_encoder()
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
+        return self.search_hybrid_embeddings(encoder.encode_queries([text])[0], text, k, **options)
+
+    def search_hybrid_embeddings(
+        self,
+        query: Any,
+        query_text: str,
+        k: int = 10,
+        *,
+        fusion: str = "rrf",
+        weight: float = 0.5,
+        depth: int = DEFAULT_HYBRID_DEPTH,
+        rrf_k: int = 60,
+        filter: dict[str, Any] | None = None,
+        where: str | None = None,
+        where_params: dict[str, Any] | None = None,
+        tenant: str | None = None,
+        **late_options: Any,
+    ) -> list[Hit]:
+        """Late interaction fused with PostgreSQL full text.
+
+        Two lists of ``depth`` documents: the late tier's best by MaxSim against ``query``
+        (with ``late_options`` as in :meth:`search_embeddings`), and the best by full text:
+        documents whose text holds any word of ``query_text`` in the collection's text
+        search configuration, ranked by ``ts_rank`` with length normalisation. They are
+        fused in one SQL statement (the SQL function ``fuse``), and the top ``k`` returned:
+
+        - ``fusion="rrf"``: ``weight / (rrf_k + late rank) + (1 - weight) / (rrf_k +
+          lexical rank)``;
+        - ``fusion="weighted"``: ``weight * late score + (1 - weight) * lexical score``,
+          each scaled to 0..1 by the min and max of its list.
+
+        A document missing from a list gets nothing from it; ``score`` is the fused score.
+        ``filter``, ``where`` and ``tenant`` hold for both lists.
+        """
+        started = time.perf_counter()
+        if not isinstance(query_text, str) or not query_text.strip() or "\x00" in query_text:
+            raise InvalidInput(f"query_text must be a non-empty str, got {query_text!r}")
+        if fusion not in FUSIONS:
+            raise InvalidInput(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not 0.0 <= weight <= 1.0
+        ):
+            raise InvalidInput(f"weight must be a number in 0..1, got {weight!r}")
+        depth = _check_knob("depth", depth, 1, MAX_K) or DEFAULT_HYBRID_DEPTH
+        rrf_k = _check_knob("rrf_k", rrf_k, 0, 1_000_000) or 0
+        k = _check_k(k)
+        condition = filters.document_condition(filter, where, where_params, tenant)
+        with self.store.lock, self.store.snapshot():
+            late = self.search_embeddings(
+                query, k=depth, filter=filter, where=where, where_params=where_params,
+                tenant=tenant, **late_options,
+            )  # fmt: skip
+            late_stats = self.last_search
+            lexical_started = time.perf_counter()
+            with filters.condition_errors(condition):
+                rows = self.conn.execute(
+                    self._hybrid_sql(condition),
+                    {
+                        "late_ids": [h.id for h in late],
+                        "late_scores": [h.score for h in late],
+                        "query_text": query_text,
+                        "depth": depth,
+                        "fusion": fusion,
+                        "weight": float(weight),
+                        "rrf_k": rrf_k,
+                        "k": k,
+                        **(condition[1] if condition else {}),
+                    },
+                ).fetchall()
+        hits = [Hit(r[0], float(r[1]), r[4], r[5]) for r in rows]
+        if late_stats is not None:
+            done = time.perf_counter()
+            self.last_search = SearchStats(
+                **{
+                    **vars(late_stats),
+                    "k": k,
+                    "fusion": fusion,
+                    "lexical_matches": int(rows[0][6]) if rows else 0,
+                    "lexical_ms": (done - lexical_started) * 1000,
+                    "total_ms": (done - started) * 1000,
+                }
+            )
+        return hits
+
+    def _hybrid_sql(self, condition: filters.Condition | None) -> sql.Composed:
+        """The full-text list and the fusion with the late list, as one statement."""
+        return sql.SQL(
+            """
+            WITH words AS (
+                SELECT {lexical_query}(c.text_search_config, %(query_text)s) AS q
+                FROM {collections} AS c WHERE c.id = {id}
+            ), lexical AS (
+                SELECT d.external_id AS id,
+                       ts_rank(d.tsv, w.q, 1)::double precision AS score,
+                       row_number() OVER (ORDER BY ts_rank(d.tsv, w.q, 1) DESC, d.id) AS r
+                FROM {documents} AS d, words AS w
+                WHERE d.collection_id = {id} AND d.tsv @@ w.q AND {condition}
+                ORDER BY r
+                LIMIT %(depth)s
+            )
+            SELECT f.id, f.score, f.late_rank, f.lexical_rank, d.text, d.metadata,
+                   (SELECT count(*) FROM lexical)
+            FROM {fuse}(
+                %(late_ids)s::text[], %(late_scores)s::double precision[],
+                (SELECT array_agg(x.id ORDER BY x.r) FROM lexical AS x),
+                (SELECT array_agg(x.score ORDER BY x.r) FROM lexical AS x),
+                %(fusion)s, %(weight)s, %(rrf_k)s, %(k)s) AS f
+            JOIN {documents} AS d ON d.collection_id = {id} AND d.external_id = f.id
+            ORDER BY f.score DESC, f.id
+            """
+        ).format(
+            lexical_query=self.store.table("lexical_query"),
+            fuse=self.store.table("fuse"),
+            collections=self.store.table("collections"),
+            documents=self._documents,
+            id=sql.Literal(self.id),
+            condition=condition[0] if condition else sql.SQL("true"),
+        )
 
     def explain(self, text: str, id: str) -> list[TokenMatch]:
         """:meth:`explain_embeddings` of ``text`` encoded as a query."""

@@ -16,6 +16,8 @@ __all__ = [
     "check_schema_name",
     "ensure_pgvector",
     "grant_read_only",
+    "grant_tenant",
+    "revoke_tenant",
     "upgrade",
 ]
 
@@ -206,3 +208,41 @@ def grant_read_only(dsn: str, role: str, schema: str = DEFAULT_SCHEMA) -> None:
                 f"this role may not grant on schema {schema!r}: {exc.diag.message_primary}"
             ) from exc
     log.info("granted read-only access to %s on schema %s", role, schema)
+
+
+def grant_tenant(dsn: str, role: str, tenant: str, schema: str = DEFAULT_SCHEMA) -> None:
+    """Let ``role`` search, read-only, the documents of ``tenant`` and the shared ones (those
+    without a tenant); the tenants' row-level security hides every other tenant's, in
+    searches too. A role may hold several tenants; its members inherit them."""
+    grant_read_only(dsn, role, schema)
+    _tenant_roles(dsn, "INSERT INTO {} (tenant, role) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                  role, tenant, schema)  # fmt: skip
+    log.info("granted tenant %r to %s on schema %s", tenant, role, schema)
+
+
+def revoke_tenant(dsn: str, role: str, tenant: str, schema: str = DEFAULT_SCHEMA) -> None:
+    """Take ``tenant`` away from ``role`` (its read-only grants stay)."""
+    _tenant_roles(dsn, "DELETE FROM {} WHERE tenant = %s AND role = %s", role, tenant, schema)
+    log.info("revoked tenant %r from %s on schema %s", tenant, role, schema)
+
+
+def _tenant_roles(dsn: str, statement: str, role: str, tenant: str, schema: str) -> None:
+    from .ingest import check_tenant
+
+    check_schema_name(schema)
+    check_tenant(tenant)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if current_revision(conn, schema) is None:
+            raise InvalidInput(f"schema {schema!r} has no lateinteract_pg tables: migrate first")
+        row = conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if row is None:
+            raise InvalidInput(f"no role named {role!r} on this server")
+        try:
+            conn.execute(
+                sql.SQL(statement).format(sql.Identifier(schema, "tenant_roles")), (tenant, row[0])
+            )
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PermissionDenied(
+                f"this role may not change the tenants of schema {schema!r}: "
+                f"{exc.diag.message_primary}"
+            ) from exc

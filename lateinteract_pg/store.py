@@ -519,6 +519,16 @@ class Store:
                 )
         log.info("dropped collection %r", name)
 
+    def grant_tenant(self, role: str, tenant: str) -> None:
+        """Let ``role`` search, read-only, ``tenant``'s documents and the shared ones; the
+        tenants' row-level security hides every other tenant's. See
+        :func:`lateinteract_pg.migrate.grant_tenant`."""
+        migrate.grant_tenant(self.dsn, role, tenant, self.schema)
+
+    def revoke_tenant(self, role: str, tenant: str) -> None:
+        """Take ``tenant`` away from ``role``."""
+        migrate.revoke_tenant(self.dsn, role, tenant, self.schema)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()

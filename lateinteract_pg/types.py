@@ -103,6 +103,9 @@ class SearchStats:
     total_ms: float = 0.0
     reranked: int = 0
     rerank_ms: float = 0.0
+    fusion: str | None = None  # hybrid search: "rrf" or "weighted"
+    lexical_matches: int = 0  # hybrid search: documents in the full-text list
+    lexical_ms: float = 0.0  # hybrid search: full text and fusion
     estimated_cost: dict[str, float] = field(default_factory=dict)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 import lateinteract_pg as lip
 from lateinteract_pg.filters import compile_filter
@@ -236,9 +237,11 @@ def test_where_fragment_with_bound_parameters(store: lip.Store) -> None:
         assert len(hits) == 20  # 30 documents pass
         assert all(h.metadata["group"] in (1, 3, 5) and h.metadata["lang"] == "en" for h in hits)
         # values are bound, never spliced into the statement
-        assert coll.search_embeddings(
-            query, k=5, plan=plan, where="d.metadata ->> 'lang' = %(l)s", where_params={"l": hostile}
-        ) == []  # fmt: skip
+        hostile_hits = coll.search_embeddings(
+            query, k=5, plan=plan, where="d.metadata ->> 'lang' = %(l)s",
+            where_params={"l": hostile},
+        )  # fmt: skip
+        assert hostile_hits == []
     for where, params, message in [
         ("d.no_such_column = 1", None, "where condition failed"),
         ("d.metadata ->> 'lang' = %(missing)s", {}, "where condition failed"),
@@ -250,3 +253,40 @@ def test_where_fragment_with_bound_parameters(store: lip.Store) -> None:
     with pytest.raises(lip.InvalidInput, match="without where"):
         coll.search_embeddings(query, k=5, where_params={"a": 1})
     assert len(coll.search_embeddings(query, k=5)) == 5  # the connection is still usable
+
+
+def test_sql_search_filters_with_a_jsonpath_predicate(store: lip.Store) -> None:
+    import numpy as np
+    from pgvector import HalfVector
+
+    from lateinteract_pg.maxsim import maxsim
+
+    rng = np.random.default_rng(21)
+    dim, n = 16, 500
+    docs = [rng.standard_normal((int(rng.integers(3, 9)), dim)) for _ in range(n)]
+    docs = [(d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32) for d in docs]
+    metadata = [{"group": j % 50, "year": 2000 + j % 25} for j in range(n)]
+    ids = [f"d{j}" for j in range(n)]
+    coll = store.collection("sql-filtered", dim=dim)
+    coll.add_embeddings(ids, docs, metadata=metadata)
+    stored = [d.astype(np.float16).astype(np.float32) for d in docs]
+    query = rng.standard_normal((5, dim)).astype(np.float32)
+    cases = [  # jsonpath, its variables, the same filter in our language
+        ("$.group == 7", None, {"group": 7}),  # 2%: 10 documents, all scored
+        ("$.year >= $y", {"y": 2010}, {"year": {"$gte": 2010}}),  # 60%: stage 1 with the join
+        ("$.group == 3 || $.group == 4", None, {"group": {"$in": [3, 4]}}),
+    ]
+    for path, variables, spec in cases:
+        passing = [j for j in range(n) if matches(spec, metadata[j])]
+        scores = {ids[j]: maxsim(query, stored[j]) for j in passing}
+        expected = sorted(scores, key=lambda i: -scores[i])[:10]
+        rows = store.conn.execute(
+            sql.SQL("SELECT id FROM {}('sql-filtered', %s, 10, filter => %s, filter_vars => %s)")
+            .format(store.table("search")),
+            ([HalfVector(v) for v in query], path, None if variables is None else Jsonb(variables)),
+        ).fetchall()  # fmt: skip
+        found = [r[0] for r in rows]
+        assert len(found) == min(10, len(passing)) and set(found) <= set(scores), path
+        assert len(set(found) & set(expected)) >= 9, path
+        python = coll.search_embeddings(query, k=10, filter=spec, exact=True)
+        assert [h.id for h in python] == expected

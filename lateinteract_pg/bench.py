@@ -29,6 +29,7 @@ import platform
 import statistics
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -40,6 +41,7 @@ from psycopg import sql
 
 from . import metrics, planner
 from .datasets import BeirCollection, load_beir, merge_collections
+from .maxsim import maxsim_packed
 from .peers import Exhaustive, SqlOnlyPeer, VoyagerPeer
 from .store import Store, connect
 from .types import Document
@@ -76,6 +78,12 @@ MERGE_THRESHOLDS = [0.9, 0.8, 0.7, 0.6]
 SQL_ONLY_PER_TOKEN = 10
 SQL_ONLY_SWEEP = [5, 20]
 CLIENTS = (1, 2, 4)
+# Filtered searches keep the documents whose metadata "bucket" (crc32 of the id mod 1000) is
+# below the threshold: 50%, 5% and 0.5% of them.
+SELECTIVITIES = (0.5, 0.05, 0.005)
+BUCKETS = 1000
+# hybrid fusions measured: (fusion, weight of late interaction)
+FUSION_SETTINGS = [("rrf", 0.5), ("rrf", 0.7), ("weighted", 0.5), ("weighted", 0.7)]
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ class BenchConfig:
     reranker: str | None = None  # a cross-encoder checkpoint; None: latency only (see _tiers)
     rerank_top: int = 50
     rerank_queries: int = 20  # a CPU cross-encoder reads 50 documents in seconds
+    filters: bool = False  # also measure filtered searches at several selectivities
+    hybrid: bool = False  # also measure hybrid (late + full text) against late alone
 
 
 @dataclass
@@ -444,7 +454,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
     sweep: list[dict[str, Any]] = []
     with connect(config.dsn, schema=BENCH_SCHEMA) as store:
         doc_texts = None
-        if config.tiers:  # the rerank tier reads the documents' texts
+        if config.tiers or config.hybrid:  # the rerank tier and full text read the texts
             by_id = dict(data.corpus)
             doc_texts = [by_id[d] for d in enc.doc_ids]
         coll, ingest = _ingest(store, f"bench-{name}", enc, echo, config.keep, doc_texts)
@@ -527,6 +537,12 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         tiers = []
         if config.tiers:
             tiers = _tiers(config, store, coll, storage, texts[:n], first, echo)
+        filtered = []
+        if config.filters:
+            filtered = _filtered(config, coll, enc, first, echo)
+        hybrid = []
+        if config.hybrid:
+            hybrid = _hybrid(config, coll, queries, texts, truth, qrels, brute_p50, echo)
         server = _server(store)
         if not config.keep:
             store.drop_collection(coll.name)
@@ -561,6 +577,8 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         "peers": peers,
         "storage_options": storage_options,
         "tiers": tiers,
+        "filtered": filtered,
+        "hybrid": hybrid,
     }
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / f"{name}.json").write_text(json.dumps(report, indent=2))
@@ -628,6 +646,142 @@ def _storage_options(
         if collection_options and not config.keep:
             store.drop_collection(target.name)
     return out
+
+
+def _bucket(doc_id: str) -> int:
+    return zlib.crc32(doc_id.encode("utf-8")) % BUCKETS
+
+
+def _filtered(
+    config: BenchConfig,
+    coll: Any,
+    enc: Encoded,
+    first: tuple[list[np.ndarray], list[list[str]], list[dict[str, int]], list[float]],
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Filtered searches at each selectivity: recall@k against exact MaxSim over the passing
+    documents, the share of queries answered with k documents, and latency, for the planner's
+    choice, each plan forced, and post-filtering (the unfiltered top 100, then the filter)."""
+    queries, _, qrels, numpy_ms = first
+    k = config.k
+    buckets = np.array([_bucket(d) for d in enc.doc_ids])
+    stored = coll.conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE collection_id = %s AND metadata ? 'bucket'").format(
+            coll.store.table("documents")
+        ),
+        (coll.id,),
+    ).fetchone()
+    if stored is None or stored[0] < len(enc.doc_ids):
+        echo("filters: writing each document's bucket into its metadata ...")
+        with coll.conn.transaction():
+            coll.conn.execute(
+                sql.SQL(
+                    "UPDATE {} AS d SET metadata = coalesce(d.metadata, '{{}}') || "
+                    "jsonb_build_object('bucket', m.b) "
+                    "FROM unnest(%s::text[], %s::int[]) AS m(id, b) "
+                    "WHERE d.collection_id = %s AND d.external_id = m.id"
+                ).format(coll.store.table("documents")),
+                (enc.doc_ids, buckets.tolist(), coll.id),
+            )
+        coll.conn.execute(sql.SQL("VACUUM ANALYZE {}").format(coll.store.table("documents")))
+    echo("filters: exact MaxSim of every document (ground truth) ...")
+    scores = [maxsim_packed(q, enc.doc_tokens, enc.doc_offsets) for q in queries]
+    rows = []
+    for selectivity in SELECTIVITIES:
+        threshold = round(selectivity * BUCKETS)
+        passing = buckets < threshold
+        spec = {"bucket": {"$lt": threshold}}
+        truth = []
+        for s in scores:
+            masked = np.where(passing, s, -np.inf)
+            top = np.argsort(-masked, kind="stable")[: min(k, int(passing.sum()))]
+            truth.append([enc.doc_ids[j] for j in top])
+        allowed = {d for d, ok in zip(enc.doc_ids, passing) if ok}
+
+        def post_filter(q: np.ndarray, allowed: set[str] = allowed) -> list[str]:
+            return [i for i in _ids(coll, q, k=100) if i in allowed][:k]
+
+        filtered = partial(_ids, coll, k=k, filter=spec)
+        runs: list[tuple[str, Callable[[np.ndarray], list[str]]]] = [
+            ("planner's choice", filtered),
+            ("index plan (iterative HNSW scans)", partial(filtered, plan="index")),
+            ("exhaustive plan (passing documents)", partial(filtered, plan="exhaustive")),
+            ("post-filter: unfiltered top 100, then the filter", post_filter),
+        ]
+        echo(f"filter at {selectivity:.1%} selectivity ({int(passing.sum())} documents) ...")
+        for label, search in runs:
+            plans: list[str] = []
+
+            def planned(q: np.ndarray, search: Any = search, plans: list[str] = plans) -> list[str]:
+                ids = search(q)
+                plans.append(coll.last_search.plan if coll.last_search else "?")
+                return ids
+
+            run = _timed(planned, queries)
+            run.name, run.settings = label, {"selectivity": selectivity}
+            row = _summary(run, truth, qrels, k, statistics.median(numpy_ms))
+            row["full_k"] = round(
+                float(np.mean([len(r) == len(t) for r, t in zip(run.rankings, truth)])), 4
+            )
+            row["documents_passing"] = int(passing.sum())
+            if label == "planner's choice":
+                row["plans"] = {p: plans.count(p) for p in sorted(set(plans))}
+            rows.append(row)
+            echo("  " + _line(row) + f" full k {row['full_k']:.2f}")
+    return rows
+
+
+def _hybrid(
+    config: BenchConfig,
+    coll: Any,
+    queries: list[np.ndarray],
+    texts: list[str],
+    truth: list[list[str]],
+    qrels: list[dict[str, int]],
+    numpy_p50: float,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Late interaction alone, full text alone and their fusions, over every query."""
+    k = config.k
+    lexical = sql.SQL(
+        "SELECT d.external_id FROM {documents} AS d, "
+        "(SELECT {lexical_query}(c.text_search_config, %s) AS q FROM {collections} AS c "
+        " WHERE c.id = {id}) AS w "
+        "WHERE d.collection_id = {id} AND d.tsv @@ w.q "
+        "ORDER BY ts_rank(d.tsv, w.q, 1) DESC, d.id LIMIT %s"
+    ).format(
+        documents=coll.store.table("documents"),
+        lexical_query=coll.store.table("lexical_query"),
+        collections=coll.store.table("collections"),
+        id=sql.Literal(coll.id),
+    )
+    text_of = {id(q): t for q, t in zip(queries, texts)}
+
+    def full_text(query: np.ndarray) -> list[str]:
+        rows = coll.conn.execute(lexical, (text_of[id(query)], k)).fetchall()
+        return [r[0] for r in rows]
+
+    def fused(query: np.ndarray, fusion: str, weight: float) -> list[str]:
+        hits = coll.search_hybrid_embeddings(
+            query, text_of[id(query)], k=k, fusion=fusion, weight=weight
+        )
+        return [h.id for h in hits]
+
+    systems: list[tuple[str, dict[str, Any], Callable[[np.ndarray], list[str]]]] = [
+        ("late interaction alone", {}, partial(_ids, coll, k=k)),
+        ("full text alone (ts_rank, any query word)", {}, full_text),
+    ]
+    for fusion, weight in FUSION_SETTINGS:
+        settings = {"fusion": fusion, "weight": weight}
+        systems.append(("hybrid", settings, partial(fused, fusion=fusion, weight=weight)))
+    rows = []
+    for label, settings, search in systems:
+        echo(f"hybrid: {label} {settings} ...")
+        run = _timed(search, queries)
+        run.name, run.settings = label, settings or {"defaults": True}
+        rows.append(_summary(run, truth, qrels, k, numpy_p50))
+        echo("  " + _line(rows[-1]))
+    return rows
 
 
 def _latency_only_cross_encoder(config: BenchConfig) -> Any:
@@ -898,6 +1052,38 @@ def _markdown(r: dict[str, Any]) -> str:
                 f"{row['ratio_to_numpy']:.2f} | {row['bytes_per_document']} |"
             )
         lines += [f"\n{row['tier']}: {row['note']}" for row in r["tiers"] if row.get("note")]
+    if r.get("filtered"):
+        lines += [
+            "",
+            "Filtered searches (metadata bucket < threshold; recall@10 against exact MaxSim of "
+            "the passing documents; full k: share of queries answered with k documents):",
+            "",
+            "| selectivity | documents passing | search | recall@10 vs exact | full k | p50 ms "
+            "| p50 / numpy | plans |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in r["filtered"]:
+            plans = ", ".join(f"{p} {n}" for p, n in row.get("plans", {}).items())
+            lines.append(
+                f"| {row['settings']['selectivity']:.1%} | {row['documents_passing']} | "
+                f"{row['system']} | {row['recall_at_k_vs_exact']:.4f} | {row['full_k']:.2f} | "
+                f"{row['latency_ms']['p50']} | {row['ratio_to_numpy']:.2f} | {plans} |"
+            )
+    if r.get("hybrid"):
+        lines += [
+            "",
+            f"Hybrid search ({r['hybrid'][0]['queries']} queries):",
+            "",
+            "| search | settings | nDCG@10 | MRR@10 | recall@10 vs exact MaxSim | p50 ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in r["hybrid"]:
+            settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+            lines.append(
+                f"| {row['system']} | {settings} | {row['ndcg_at_10']:.4f} | "
+                f"{row['mrr_at_10']:.4f} | {row['recall_at_k_vs_exact']:.4f} | "
+                f"{row['latency_ms']['p50']} |"
+            )
     for row in r["systems"]:
         if "exact_on_same_queries" in row:
             same = row["exact_on_same_queries"]

@@ -163,6 +163,16 @@ def bench_options(command: F) -> F:
     "untrained MiniLM-L-6-sized cross-encoder gives its latency only",
 )
 @click.option("--rerank-top", type=int, default=50, show_default=True)
+@click.option(
+    "--filters",
+    is_flag=True,
+    help="also measure filtered searches at 50%, 5% and 0.5% selectivity (first 100 queries)",
+)
+@click.option(
+    "--hybrid",
+    is_flag=True,
+    help="also measure hybrid search (late interaction fused with full text) on every query",
+)
 @click.option("--quick", is_flag=True, help="5 queries, 1 s per QPS step: checks the bench runs")
 def bench(
     data_dir: Path, limit_docs: int | None, sweep: bool, keep: bool, quick: bool, **options: Any

@@ -29,6 +29,8 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
         binary_settings=[{}, {"candidates_per_token": 60, "ef_search": 60, "rerank_depth": 20}],
         tiers=True,
         rerank_top=20,
+        filters=True,
+        hybrid=True,
     )
     report = run_bench(config, echo=lines.append)
     saved = json.loads((tmp_path / "out" / "adi.json").read_text())
@@ -100,6 +102,23 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     assert 0 < tiers["dense"]["recall_at_k_vs_exact"] < 1.0
     assert tiers["rerank"]["quality_meaningful"] is False and "untrained" in tiers["rerank"]["note"]
     assert "| tier |" in (tmp_path / "out" / "adi.md").read_text()
+    filtered = saved["filtered"]
+    assert [row["settings"]["selectivity"] for row in filtered] == [0.5] * 4 + [0.05] * 4 + [
+        0.005
+    ] * 4
+    for row in filtered:
+        if row["system"] != "post-filter: unfiltered top 100, then the filter":
+            # 82 documents: the exact plans find every passing document's exact top k
+            assert row["full_k"] == 1.0, row
+        if row["system"].startswith("exhaustive"):
+            assert row["recall_at_k_vs_exact"] == 1.0
+    assert 20 < filtered[0]["documents_passing"] < 62
+    hybrid = {(row["system"], row["settings"].get("fusion")): row for row in saved["hybrid"]}
+    assert len(hybrid) == 4 and len(saved["hybrid"]) == 6
+    assert hybrid[("late interaction alone", None)]["recall_at_k_vs_exact"] == 1.0
+    assert all(0 < row["ndcg_at_10"] <= 1 for row in saved["hybrid"])
+    markdown = (tmp_path / "out" / "adi.md").read_text()
+    assert "Filtered searches" in markdown and "Hybrid search" in markdown
     assert "torch==2.11.0" in saved["peers"]["fast_plaid"]
     assert (tmp_path / "out" / "adi.md").read_text().startswith("## adi")
     assert (tmp_path / "out" / "adi-recall-latency.png").read_bytes()[:4] == b"\x89PNG"

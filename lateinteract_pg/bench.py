@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pgvector import HalfVector
 from psycopg import sql
 
-from . import metrics, planner
+from . import candidates, metrics, planner, rescore
 from .datasets import BeirCollection, load_beir, merge_collections
-from .maxsim import maxsim_packed
+from .maxsim import maxsim_packed, top_k
 from .peers import Exhaustive, SqlOnlyPeer, VoyagerPeer
 from .store import Store, connect
 from .types import Document
@@ -113,6 +114,7 @@ class BenchConfig:
     rerank_queries: int = 20  # a CPU cross-encoder reads 50 documents in seconds
     filters: bool = False  # also measure filtered searches at several selectivities
     hybrid: bool = False  # also measure hybrid (late + full text) against late alone
+    hash_partitions: tuple[int, ...] = ()  # also measure copies of the token table hashed N ways
 
 
 @dataclass
@@ -124,6 +126,10 @@ class Encoded:
     queries: list[np.ndarray]
     encoder: dict[str, Any]
     query_texts: list[str] = field(default_factory=list)
+
+
+# the first sweep_queries queries: (vectors, exact top 100 ids, qrels, numpy latencies)
+FirstQueries = tuple[list[np.ndarray], list[list[str]], list[dict[str, int]], list[float]]
 
 
 @dataclass
@@ -543,6 +549,9 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         hybrid = []
         if config.hybrid:
             hybrid = _hybrid(config, coll, queries, texts, truth, qrels, brute_p50, echo)
+        partitioned = []
+        if config.hash_partitions:
+            partitioned = _hash_partitions(config, store, coll, first, echo)
         server = _server(store)
         if not config.keep:
             store.drop_collection(coll.name)
@@ -579,6 +588,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         "tiers": tiers,
         "filtered": filtered,
         "hybrid": hybrid,
+        "hash_partitions": partitioned,
     }
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / f"{name}.json").write_text(json.dumps(report, indent=2))
@@ -595,7 +605,7 @@ def _storage_options(
     enc: Encoded,
     coll: Any,
     storage: dict[str, Any],
-    first: tuple[list[np.ndarray], list[list[str]], list[dict[str, int]], list[float]],
+    first: FirstQueries,
     echo: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Each storage option's recall against exact MaxSim (of the vectors as encoded),
@@ -656,7 +666,7 @@ def _filtered(
     config: BenchConfig,
     coll: Any,
     enc: Encoded,
-    first: tuple[list[np.ndarray], list[list[str]], list[dict[str, int]], list[float]],
+    first: FirstQueries,
     echo: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Filtered searches at each selectivity: recall@k against exact MaxSim over the passing
@@ -784,6 +794,127 @@ def _hybrid(
     return rows
 
 
+def _hash_partitions(
+    config: BenchConfig,
+    store: Store,
+    coll: Any,
+    first: FirstQueries,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """The collection's token rows hashed by document into N partitions, each with its own
+    HNSW index (the layout of N shards of a distributed table), against the one partition
+    the collection has: the same search (stage 1 over the partitioned copy, stage 2 from the
+    collection's matrices) on one connection, at the default knobs."""
+    queries, truth, qrels, numpy_ms = first
+    k, dim = config.k, coll.dim
+    knobs = planner.default_knobs(k)
+    conn = store.conn
+    fetch = rescore.fetch_sql(store.table("documents"))
+    rows = []
+    for n in (1, *config.hash_partitions):
+        table = f"tokens_{coll.id}" if n == 1 else f"hashed_{coll.id}_{n}"
+        build_s = None
+        if n > 1 and not _hashed_copy_ready(store, table, coll):
+            echo(f"hash partitions: copying {coll.name!r}'s tokens into {n} partitions ...")
+            build_s = _build_hashed_copy(store, table, coll, n)
+        statement = candidates.candidate_sql(store.table(table), coll.id, dim, "zero")
+        store.set_session("hnsw.ef_search", str(knobs.ef_search))
+        store.set_session("hnsw.iterative_scan", "off")
+        stage1_ms: list[float] = []
+
+        def search(
+            query: np.ndarray, statement: Any = statement, times: Any = stage1_ms
+        ) -> list[str]:
+            started = time.perf_counter()
+            ids, _ = candidates.stage1(
+                conn, statement, query, np.ones(len(query), np.float32),
+                knobs.candidates_per_token, knobs.rerank_depth,
+            )  # fmt: skip
+            times.append((time.perf_counter() - started) * 1000)
+            doc_ids, scores, _ = rescore.score_candidates(
+                conn, fetch, query, ids, dim, coll.rescore_storage
+            )
+            best = top_k(scores, doc_ids.tolist(), k)
+            return [h.id for h in coll._hits([(int(d), s) for d, s in best])]
+
+        _timed(search, queries)  # warm: the copy's pages into shared_buffers
+        stage1_ms.clear()
+        run = _timed(search, queries)
+        run.name, run.settings = "hash partitions", {"partitions": n}
+        row = _summary(run, truth, qrels, k, statistics.median(numpy_ms))
+        index_bytes = conn.execute(
+            "SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) "
+            "FROM pg_partition_tree(%s) AS p JOIN pg_index AS i ON i.indrelid = p.relid "
+            "JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS a ON a.oid = c.relam "
+            "WHERE a.amname = 'hnsw'",
+            (store.table(table).as_string(conn),),
+        ).fetchone()
+        plan = conn.execute(
+            sql.SQL("EXPLAIN (FORMAT JSON) ") + statement,
+            {"probes": [HalfVector(queries[0][0])], "weights": [1.0],
+             "per_token": knobs.candidates_per_token, "depth": knobs.rerank_depth},
+        ).fetchone()  # fmt: skip
+        row.update(
+            partitions=n,
+            stage1_ms_p50=round(statistics.median(stage1_ms), 2),
+            index_scans_per_probe=json.dumps(plan[0] if plan else "").count('"Index Scan"'),
+            build_s=build_s,
+            hnsw_bytes=int(index_bytes[0]) if index_bytes else 0,
+        )
+        rows.append(row)
+        echo("  " + _line(row) + f" stage 1 p50 {row['stage1_ms_p50']} ms")
+    return rows
+
+
+def _hashed_copy_ready(store: Store, table: str, coll: Any) -> bool:
+    ident = store.table(table).as_string(store.conn)
+    row = store.conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+        (ident, store.table(table + "_hnsw").as_string(store.conn)),
+    ).fetchone()
+    if not row or not row[0]:
+        return False
+    count = store.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(store.table(table)))
+    return count.fetchone() == (coll._sizes()[1],)
+
+
+def _build_hashed_copy(store: Store, table: str, coll: Any, n: int) -> float:
+    """A copy of the collection's token rows, hash-partitioned by document id into ``n``
+    partitions, with an HNSW index like the collection's; returns the build seconds."""
+    started = time.perf_counter()
+    conn, parent = store.conn, store.table(table)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(parent))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {} (collection_id integer NOT NULL, doc_id bigint NOT NULL, "
+            "position integer NOT NULL, embedding halfvec NOT NULL, tenant text) "
+            "PARTITION BY HASH (doc_id)"
+        ).format(parent)
+    )
+    for j in range(n):
+        conn.execute(
+            sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES WITH (MODULUS {}, REMAINDER {})")
+            .format(store.table(f"{table}_{j}"), parent, sql.Literal(n), sql.Literal(j))
+        )  # fmt: skip
+    conn.execute(
+        sql.SQL("INSERT INTO {} SELECT collection_id, doc_id, position, embedding, tenant FROM {}")
+        .format(parent, store.table(f"tokens_{coll.id}"))
+    )  # fmt: skip
+    if store.maintenance_work_mem:
+        conn.execute("SET maintenance_work_mem = %s", (store.maintenance_work_mem,))
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX {} ON {} USING hnsw ((embedding::halfvec({})) halfvec_ip_ops) "
+            "WITH (m = {}, ef_construction = {})"
+        ).format(
+            sql.Identifier(table + "_hnsw"), parent, sql.Literal(coll.dim),
+            sql.Literal(coll.hnsw_m), sql.Literal(coll.hnsw_ef_construction),
+        )
+    )  # fmt: skip
+    conn.execute(sql.SQL("ANALYZE {}").format(parent))
+    return round(time.perf_counter() - started, 1)
+
+
 def _latency_only_cross_encoder(config: BenchConfig) -> Any:
     """all-MiniLM-L6-v2's encoder under a freshly initialised one-logit head: the size and
     shape of the common MS MARCO MiniLM-L-6 cross-encoder, so its cost is real; its
@@ -811,7 +942,7 @@ def _tiers(
     coll: Any,
     storage: dict[str, Any],
     texts: list[str],
-    first: tuple[list[np.ndarray], list[list[str]], list[dict[str, int]], list[float]],
+    first: FirstQueries,
     echo: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """One row per tier on the first ``sweep_queries`` queries: quality, recall against
@@ -1068,6 +1199,23 @@ def _markdown(r: dict[str, Any]) -> str:
                 f"| {row['settings']['selectivity']:.1%} | {row['documents_passing']} | "
                 f"{row['system']} | {row['recall_at_k_vs_exact']:.4f} | {row['full_k']:.2f} | "
                 f"{row['latency_ms']['p50']} | {row['ratio_to_numpy']:.2f} | {plans} |"
+            )
+    if r.get("hash_partitions"):
+        lines += [
+            "",
+            "Token rows hashed by document into N partitions, one HNSW index each (one "
+            "connection, default knobs):",
+            "",
+            "| partitions | HNSW scans per probe | recall@10 vs exact | stage 1 p50 ms "
+            "| p50 ms | p50 / numpy | HNSW bytes | build s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in r["hash_partitions"]:
+            lines.append(
+                f"| {row['partitions']} | {row['index_scans_per_probe']} | "
+                f"{row['recall_at_k_vs_exact']:.4f} | {row['stage1_ms_p50']} | "
+                f"{row['latency_ms']['p50']} | {row['ratio_to_numpy']:.2f} | "
+                f"{row['hnsw_bytes']:,} | {row['build_s'] or ''} |"
             )
     if r.get("hybrid"):
         lines += [

@@ -173,6 +173,12 @@ def bench_options(command: F) -> F:
     is_flag=True,
     help="also measure hybrid search (late interaction fused with full text) on every query",
 )
+@click.option(
+    "--hash-partitions",
+    default="",
+    help="also measure copies of the token rows hashed by document into these numbers of "
+    "partitions, e.g. 2,4 (first 100 queries)",
+)
 @click.option("--quick", is_flag=True, help="5 queries, 1 s per QPS step: checks the bench runs")
 def bench(
     data_dir: Path, limit_docs: int | None, sweep: bool, keep: bool, quick: bool, **options: Any
@@ -181,6 +187,9 @@ def bench(
     SQL-only) on one BEIR-layout collection, in one run."""
     from .bench import BenchConfig, run_bench
 
+    options["hash_partitions"] = tuple(
+        int(n) for n in options.pop("hash_partitions").split(",") if n.strip()
+    )
     if quick:
         options["max_queries"] = options["max_queries"] or 5
         options["qps_seconds"] = 1.0
@@ -451,12 +460,31 @@ def server_start() -> None:
     click.echo(ensure_server())
 
 
+@server.command("replica")
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--primary",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="the primary's data directory (default: the embedded server's)",
+)
+def server_replica(data_dir: Path, primary: Path | None) -> None:
+    """Start (creating it with pg_basebackup the first time) a streaming replica of the
+    embedded server in DATA_DIR, and print its DSN."""
+    from .embedded import ensure_replica
+
+    click.echo(ensure_replica(data_dir, primary))
+
+
 @server.command("stop")
-def server_stop() -> None:
-    """Stop the embedded server."""
+@click.argument(
+    "data_dir", type=click.Path(file_okay=False, path_type=Path), required=False, default=None
+)
+def server_stop(data_dir: Path | None) -> None:
+    """Stop the embedded server (or the one of DATA_DIR, a replica's say)."""
     from .embedded import stop_server
 
-    click.echo("stopped" if stop_server() else "not running")
+    click.echo("stopped" if stop_server(data_dir) else "not running")
 
 
 @cli.command()

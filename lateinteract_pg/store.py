@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -23,6 +24,7 @@ from .errors import (
     DocumentReferenced,
     InvalidInput,
     PermissionDenied,
+    ServerError,
 )
 from .pooling import MAX_POOL_FACTOR
 from .rescore import RESCORE_STORAGES, RescoreStorage
@@ -147,6 +149,11 @@ def write_errors(what: str) -> Iterator[None]:
         raise PermissionDenied(
             f"{what}: {exc.diag.message_primary}: this role lacks the privilege; "
             "nothing was changed"
+        ) from exc
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        raise PermissionDenied(
+            f"{what}: this server is a read-only replica (or the transaction is read-only): "
+            "write to the primary; nothing was changed"
         ) from exc
     except psycopg.errors.ForeignKeyViolation as exc:
         raise DocumentReferenced(
@@ -528,6 +535,37 @@ class Store:
     def revoke_tenant(self, role: str, tenant: str) -> None:
         """Take ``tenant`` away from ``role``."""
         migrate.revoke_tenant(self.dsn, role, tenant, self.schema)
+
+    # --- replicas ----------------------------------------------------------------------
+
+    def wal_position(self) -> str:
+        """The primary's current WAL position (an LSN such as ``"0/3000060"``): everything
+        committed so far is before it. Hand it to a replica's :meth:`wait_for_replay`."""
+        row = self.conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def wait_for_replay(self, position: str, timeout: float = 10.0) -> float:
+        """On a replica: wait until it has replayed the primary's WAL up to ``position``,
+        so that its searches see every write committed before it. Returns the seconds
+        waited; raises ServerError after ``timeout`` seconds or on a server that is not a
+        replica."""
+        started = time.monotonic()
+        while True:
+            row = self.conn.execute(
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                (position,),
+            ).fetchone()
+            assert row is not None
+            if not row[0]:
+                raise ServerError("wait_for_replay: this server is not a replica")
+            if row[1]:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise ServerError(
+                    f"the replica has not replayed the WAL up to {position} within {timeout} s"
+                )
+            time.sleep(0.01)
 
     def close(self) -> None:
         if self._pool is not None:

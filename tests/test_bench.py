@@ -31,6 +31,7 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
         rerank_top=20,
         filters=True,
         hybrid=True,
+        hash_partitions=(3,),
     )
     report = run_bench(config, echo=lines.append)
     saved = json.loads((tmp_path / "out" / "adi.json").read_text())
@@ -117,6 +118,10 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     assert len(hybrid) == 4 and len(saved["hybrid"]) == 6
     assert hybrid[("late interaction alone", None)]["recall_at_k_vs_exact"] == 1.0
     assert all(0 < row["ndcg_at_10"] <= 1 for row in saved["hybrid"])
+    partitioned = saved["hash_partitions"]
+    assert [row["partitions"] for row in partitioned] == [1, 3]
+    assert partitioned[1]["index_scans_per_probe"] == 3 * partitioned[0]["index_scans_per_probe"]
+    assert all(row["recall_at_k_vs_exact"] > 0.8 and row["hnsw_bytes"] > 0 for row in partitioned)
     markdown = (tmp_path / "out" / "adi.md").read_text()
     assert "Filtered searches" in markdown and "Hybrid search" in markdown
     assert "torch==2.11.0" in saved["peers"]["fast_plaid"]

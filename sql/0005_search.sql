@@ -34,6 +34,7 @@ DECLARE
     restricted boolean;
     matching bigint;
     previous_scan text;
+    previous_sort text;
     iterative boolean;
 BEGIN
     c := query_collection(collection, query);
@@ -86,6 +87,13 @@ BEGIN
             previous_scan := current_setting('hnsw.iterative_scan', true);
             PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
         END IF;
+        IF restricted THEN
+            -- or the planner, misled by estimates of the filter, may fetch the passing
+            -- documents' tokens and sort them: seconds when many pass (fewer than depth
+            -- passing are scored exactly below, without stage 1)
+            previous_sort := current_setting('enable_sort');
+            PERFORM set_config('enable_sort', 'off', true);
+        END IF;
         EXECUTE pg_catalog.format($stage1$
             WITH hits AS (
                 SELECT q.i, t.doc_id, -t.dist AS sim
@@ -115,6 +123,9 @@ BEGIN
         PERFORM set_config('hnsw.ef_search', coalesce(previous_ef, '40'), true);
         IF restricted AND iterative THEN
             PERFORM set_config('hnsw.iterative_scan', coalesce(previous_scan, 'off'), true);
+        END IF;
+        IF restricted THEN
+            PERFORM set_config('enable_sort', previous_sort, true);
         END IF;
         IF candidates IS NULL THEN
             RETURN;

@@ -84,7 +84,13 @@ CLIENTS = (1, 2, 4)
 SELECTIVITIES = (0.5, 0.05, 0.005)
 BUCKETS = 1000
 # hybrid fusions measured: (fusion, weight of late interaction)
-FUSION_SETTINGS = [("rrf", 0.5), ("rrf", 0.7), ("weighted", 0.5), ("weighted", 0.7)]
+FUSION_SETTINGS = [
+    ("rrf", 0.5),
+    ("rrf", 0.7),
+    ("weighted", 0.5),
+    ("weighted", 0.7),
+    ("weighted", 0.85),
+]
 
 
 @dataclass(frozen=True)

@@ -307,6 +307,19 @@ def ingest(
     help="dense: one vector per document; late: MaxSim; rerank: late + a cross-encoder",
 )
 @click.option("--reranker", default=None, help="cross-encoder checkpoint for --tier rerank")
+@click.option(
+    "--filter",
+    "filter_json",
+    default=None,
+    help='a metadata filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'',
+)
+@click.option(
+    "--hybrid",
+    type=click.Choice(["rrf", "weighted"]),
+    default=None,
+    help="fuse late interaction with full-text search",
+)
+@click.option("--tenant", default=None, help="only this tenant's documents")
 @database_options
 def search(
     query: str,
@@ -317,14 +330,25 @@ def search(
     by_document: bool,
     tier: Any,
     reranker: str | None,
+    filter_json: str | None,
+    hybrid: str | None,
+    tenant: str | None,
     dsn: str | None,
     schema: str,
 ) -> None:
     """Search a collection with a text QUERY; prints hits with their scores (exact MaxSim in
-    the late tier)."""
+    the late tier, the fused score with --hybrid)."""
     encoder = _load_encoder(model)
     if tier == "rerank" and reranker is None:
         raise click.UsageError("--tier rerank needs --reranker CHECKPOINT")
+    if hybrid is not None and (tier != "late" or by_document):
+        raise click.UsageError("--hybrid fuses the late tier: no --tier or --by-document")
+    scope: dict[str, Any] = {"tenant": tenant}
+    if filter_json is not None:
+        try:
+            scope["filter"] = json.loads(filter_json)
+        except json.JSONDecodeError as exc:
+            raise click.UsageError(f"--filter is not JSON: {exc}") from exc
     cross = None
     if reranker is not None:
         from .rerank import CrossEncoder
@@ -332,7 +356,10 @@ def search(
         cross = CrossEncoder.from_pretrained(reranker)
     with connect(dsn, schema=schema) as store:
         coll = store.collection(collection, encoder=encoder, reranker=cross, create=False)
-        hits = coll.search(query, k=k, by_document=by_document, tier=tier)
+        if hybrid is not None:
+            hits = coll.search_hybrid(query, k=k, fusion=hybrid, **scope)
+        else:
+            hits = coll.search(query, k=k, by_document=by_document, tier=tier, **scope)
         for rank, hit in enumerate(hits, 1):
             if as_json:
                 click.echo(json.dumps(hit.__dict__))
@@ -453,11 +480,15 @@ def server() -> None:
 
 
 @server.command("start")
-def server_start() -> None:
-    """Start (or reattach to) the embedded server and print its DSN."""
+@click.argument(
+    "data_dir", type=click.Path(file_okay=False, path_type=Path), required=False, default=None
+)
+def server_start(data_dir: Path | None) -> None:
+    """Start (or reattach to) the embedded server (of DATA_DIR, default: $LATEINTERACT_PG_DATA
+    or the user data directory) and print its DSN."""
     from .embedded import ensure_server
 
-    click.echo(ensure_server())
+    click.echo(ensure_server(data_dir))
 
 
 @server.command("replica")

@@ -60,6 +60,8 @@ DEFAULT_RERANK_TOP = 50  # documents the cross-encoder reads in the rerank tier
 FUSIONS = ("rrf", "weighted")
 DEFAULT_HYBRID_DEPTH = 100  # documents each list of a hybrid search hands to the fusion
 MAX_DENSE_INDEX_K = 500  # as in search_dense(): beyond, the dense tier scans exactly
+SCAN_TUPLES = 20_000  # pgvector's hnsw.max_scan_tuples default: an iterative scan's budget
+MAX_SCAN_TUPLES = 2_000_000  # what a filtered probe may visit at most
 
 
 def _check_k(k: Any) -> int:
@@ -894,6 +896,7 @@ class Collection:
         # one snapshot for every statement: a document written meanwhile is seen whole or not
         with self.store.lock, self.store.snapshot(), filters.condition_errors(condition):
             n_docs, n_tokens, has_index, restricted = self._sizes()
+            scan_tuples = SCAN_TUPLES
             if restricted and condition is None:  # row-level security hides documents
                 condition = (sql.SQL("true"), {})
             costs = planner.estimate_costs(n_tokens, n_docs, self.dim, len(probes), knobs)
@@ -906,6 +909,11 @@ class Collection:
                 )
                 selectivity = max(matched_docs / max(n_docs, 1), 1e-3)
                 costs = {"index": costs["index"] / selectivity, "exhaustive": matched["exhaustive"]}
+                # an iterative scan visits about k' / (share of tokens passing) tokens
+                passing = max(matched_tokens / max(n_tokens, 1), 1e-6)
+                scan_tuples = int(
+                    min(MAX_SCAN_TUPLES, max(SCAN_TUPLES, 4 * knobs.ef_search / passing))
+                )
             if exact:
                 plan = "exhaustive"
             elif plan is None:
@@ -914,8 +922,9 @@ class Collection:
                 ranked, stats = self._search_exhaustive(q, k, condition)
             else:
                 ranked, stats = self._search_index(
-                    q, k, probes, weights, knobs, imputation, rescore_from == "tokens", condition
-                )
+                    q, k, probes, weights, knobs, imputation, rescore_from == "tokens", condition,
+                    scan_tuples,
+                )  # fmt: skip
             hits = self._hits(ranked)
         stats.update(
             plan=plan,
@@ -958,7 +967,9 @@ class Collection:
         """Late interaction fused with PostgreSQL full text.
 
         Two lists of ``depth`` documents: the late tier's best by MaxSim against ``query``
-        (with ``late_options`` as in :meth:`search_embeddings`), and the best by full text:
+        (searched with the knobs of a top-``k`` search, k' and N, re-scoring at least
+        ``depth`` candidates; ``late_options`` as in :meth:`search_embeddings` override
+        them), and the best by full text:
         documents whose text holds any word of ``query_text`` in the collection's text
         search configuration, ranked by ``ts_rank`` with length normalisation. They are
         fused in one SQL statement (the SQL function ``fuse``), and the top ``k`` returned:
@@ -986,6 +997,15 @@ class Collection:
         rrf_k = _check_knob("rrf_k", rrf_k, 0, 1_000_000) or 0
         k = _check_k(k)
         condition = filters.document_condition(filter, where, where_params, tenant)
+        # the late list at the effort of a top-k search (k' and N of k, N >= depth): its top
+        # k is as good as search_embeddings(k) finds, its tail is exact scores of candidates
+        knobs = planner.default_knobs(k)
+        late_options = {
+            "candidates_per_token": knobs.candidates_per_token,
+            "ef_search": knobs.ef_search,
+            "rerank_depth": max(knobs.rerank_depth, depth),
+            **late_options,
+        }
         with self.store.lock, self.store.snapshot():
             late = self.search_embeddings(
                 query, k=depth, filter=filter, where=where, where_params=where_params,
@@ -1179,7 +1199,10 @@ class Collection:
         imputation: candidates.Imputation,
         from_token_rows: bool = False,
         where: filters.Condition | None = None,
+        scan_tuples: int = 0,
     ) -> tuple[list[tuple[int, float]], dict]:
+        """Stage 1 over the HNSW index, stage 2 exact. With ``where``, each probe's iterative
+        scan may visit up to ``scan_tuples`` tokens to find k' that pass."""
         started = time.perf_counter()
         statement = self._stage1.get(imputation)
         params: dict[str, Any] = {}
@@ -1202,6 +1225,8 @@ class Collection:
             if self.store.iterative_scans:  # pgvector >= 0.8: filtered probes scan on
                 scan = "off" if where is None else "relaxed_order"
                 self.store.set_session("hnsw.iterative_scan", scan, conn)
+                limit = SCAN_TUPLES if where is None else max(scan_tuples, SCAN_TUPLES)
+                self.store.set_session("hnsw.max_scan_tuples", str(limit), conn)
             # A filtered probe could also fetch the passing documents' tokens and sort them;
             # misled by estimates of jsonb conditions, the planner picks that even for half
             # of scifact (9 s a query, measured). When the filter is that selective our own

@@ -36,6 +36,9 @@ COMMENT ON TABLE {schema}.tenant_roles IS
 ALTER TABLE {schema}.tenant_roles ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_tenants ON {schema}.tenant_roles FOR SELECT
     USING (pg_catalog.pg_has_role(current_user, role, 'MEMBER'));
+-- the documents' policy reads it for every reader, including those granted read access
+-- before this revision; its own policy shows each role its own rows only
+GRANT SELECT ON {schema}.tenant_roles TO PUBLIC;
 
 -- whether a collection has documents of any tenant (then a role's searches of it may see
 -- fewer documents than there are). It must see every document, whatever the caller may see:

@@ -35,6 +35,7 @@ DECLARE
     matching bigint;
     previous_scan text;
     previous_sort text;
+    previous_budget text;
     iterative boolean;
 BEGIN
     c := query_collection(collection, query);
@@ -85,7 +86,11 @@ BEGIN
         INTO iterative FROM pg_catalog.pg_extension AS e WHERE e.extname = 'vector';
         IF restricted AND iterative THEN  -- scan on until per_token tokens pass
             previous_scan := current_setting('hnsw.iterative_scan', true);
+            previous_budget := current_setting('hnsw.max_scan_tuples', true);
             PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+            -- about ef / (share of documents passing) tokens to visit, as the Python path
+            PERFORM set_config('hnsw.max_scan_tuples', greatest(20000, least(2000000,
+                4 * ef * c.n_documents / greatest(matching, 1)))::text, true);
         END IF;
         IF restricted THEN
             -- or the planner, misled by estimates of the filter, may fetch the passing
@@ -123,6 +128,7 @@ BEGIN
         PERFORM set_config('hnsw.ef_search', coalesce(previous_ef, '40'), true);
         IF restricted AND iterative THEN
             PERFORM set_config('hnsw.iterative_scan', coalesce(previous_scan, 'off'), true);
+            PERFORM set_config('hnsw.max_scan_tuples', coalesce(previous_budget, '20000'), true);
         END IF;
         IF restricted THEN
             PERFORM set_config('enable_sort', previous_sort, true);

@@ -115,7 +115,7 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
             assert row["recall_at_k_vs_exact"] == 1.0
     assert 20 < filtered[0]["documents_passing"] < 62
     hybrid = {(row["system"], row["settings"].get("fusion")): row for row in saved["hybrid"]}
-    assert len(hybrid) == 4 and len(saved["hybrid"]) == 6
+    assert len(hybrid) == 4 and len(saved["hybrid"]) == 7
     assert hybrid[("late interaction alone", None)]["recall_at_k_vs_exact"] == 1.0
     assert all(0 < row["ndcg_at_10"] <= 1 for row in saved["hybrid"])
     partitioned = saved["hash_partitions"]

@@ -40,6 +40,20 @@ def test_ingest_beir_corpus_then_search(
     hits = [json.loads(line) for line in found.stdout.splitlines()]
     assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     assert {"id", "score", "text", "metadata"} <= set(hits[0])
+    for options, expected in [
+        (["--filter", '{"year": {"$exists": false}}'], 3),  # adi documents have no metadata
+        (["--filter", '{"year": 1971}'], 0),
+        (["--hybrid", "weighted"], 3),
+        (["--hybrid", "rrf", "--filter", '{"year": 1971}'], 0),
+    ]:
+        result = runner.invoke(
+            cli, ["search", "computer indexing of documents", "-k", "3", "--json", *options,
+                  *common],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert len(result.stdout.splitlines()) == expected, options
+    bad = runner.invoke(cli, ["search", "indexing", "--filter", "{year", *common])
+    assert bad.exit_code == 2 and "not JSON" in bad.output
     # ingesting again replaces, it does not duplicate
     again = runner.invoke(cli, ["ingest", str(data_dir / "adi" / "corpus.jsonl"), *common])
     assert "(82 in total)" in again.output

@@ -148,6 +148,33 @@ def test_reader_is_refused_every_write(deployment: dict) -> None:
         assert snapshot(store) == before
 
 
+def test_a_reader_granted_before_the_tenants_revision_still_searches_after_it(
+    superuser_dsn: str, database: str, deployment: dict
+) -> None:
+    """Revision 0005's policies read tenant_roles for every reader, also for roles granted
+    read access when the table did not exist."""
+    owner, schema = deployment["owner"], deployment["schema"]
+    late = make_role(superuser_dsn, database, "CONNECT")
+    try:
+        assert migrate.upgrade(owner, schema, "0004") == "0004"
+        migrate.grant_read_only(owner, user_of(late), schema)
+        assert migrate.upgrade(owner, schema) == migrate.HEAD
+        q = unit_docs(1, seed=6)[0][:4]
+        with lip.connect(late, schema=schema) as store:
+            hits = store.collection("papers", create=False).search_embeddings(q, k=5)
+            assert len(hits) == 5
+            rows = store.conn.execute(
+                sql.SQL("SELECT id FROM {}('papers', %s, 5)").format(store.table("search")),
+                ([HalfVector(v) for v in q],),
+            ).fetchall()
+            assert [r[0] for r in rows] == [h.id for h in hits]
+    finally:
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user_of(late))))
+        with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user_of(late))))
+
+
 def test_missing_extension_error_says_what_to_run(superuser_dsn: str) -> None:
     name = f"lip_noext_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(superuser_dsn, autocommit=True) as conn:

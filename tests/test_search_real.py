@@ -270,6 +270,7 @@ def _reference_fusion(
 def test_hybrid_search_fuses_late_and_full_text_on_medline(pg_dsn: str, medline: Encoded) -> None:
     """Fusion checked against a Python reference over the two lists, the lexical one
     computed afresh from the texts (no stored tsvector, no index); nDCG@10 reported."""
+    from lateinteract_pg import planner
     from lateinteract_pg.metrics import ndcg_at
 
     data = medline.data
@@ -281,7 +282,11 @@ def test_hybrid_search_fuses_late_and_full_text_on_medline(pg_dsn: str, medline:
         ndcg: dict[str, list[float]] = {"late": [], "rrf": [], "weighted": []}
         for query, qid in zip(medline.queries, query_ids):
             text = data.queries[qid]
-            late = coll.search_embeddings(query, k=100)
+            knobs = planner.default_knobs(10)  # what the hybrid search's late list uses
+            late = coll.search_embeddings(
+                query, k=100, candidates_per_token=knobs.candidates_per_token,
+                ef_search=knobs.ef_search, rerank_depth=max(knobs.rerank_depth, 100),
+            )  # fmt: skip
             lexical = coll.conn.execute(
                 """
                 SELECT external_id, ts_rank(to_tsvector('english', text),
@@ -292,7 +297,8 @@ def test_hybrid_search_fuses_late_and_full_text_on_medline(pg_dsn: str, medline:
                 """,
                 {"q": text, "c": coll.id},
             ).fetchall()
-            ndcg["late"].append(ndcg_at([h.id for h in late[:10]], data.qrels[qid]))
+            top10 = coll.search_embeddings(query, k=10)
+            ndcg["late"].append(ndcg_at([h.id for h in top10], data.qrels[qid]))
             for fusion, weight in (("rrf", 0.5), ("weighted", 0.7)):
                 hits = coll.search_hybrid_embeddings(
                     query, text, k=10, fusion=fusion, weight=weight

@@ -761,7 +761,7 @@ def _hybrid(
     k = config.k
     lexical = sql.SQL(
         "SELECT d.external_id FROM {documents} AS d, "
-        "(SELECT {lexical_query}(c.text_search_config, %s) AS q FROM {collections} AS c "
+        "(SELECT {lexical_query}(c.text_search_config::regconfig, %s) AS q FROM {collections} AS c "
         " WHERE c.id = {id}) AS w "
         "WHERE d.collection_id = {id} AND d.tsv @@ w.q "
         "ORDER BY ts_rank(d.tsv, w.q, 1) DESC, d.id LIMIT %s"

@@ -64,6 +64,21 @@ SCAN_TUPLES = 20_000  # pgvector's hnsw.max_scan_tuples default: an iterative sc
 MAX_SCAN_TUPLES = 2_000_000  # what a filtered probe may visit at most
 
 
+def filtered_probe_settings(store: Store, scan_tuples: int) -> dict[str, str]:
+    """Planner settings for a filtered stage 1, local to the search's transaction."""
+    settings = {
+        # A filtered probe could also fetch the passing documents' tokens and sort them;
+        # misled by estimates of jsonb conditions, the planner picks that even for half of
+        # scifact (9 s a query, measured). When the filter is that selective our own planner
+        # has chosen the exhaustive plan already, so here the HNSW walk is right.
+        "enable_sort": "off",
+    }
+    if store.iterative_scans:  # pgvector >= 0.8: the probe scans on until k' tokens pass
+        settings["hnsw.iterative_scan"] = "relaxed_order"
+        settings["hnsw.max_scan_tuples"] = str(max(scan_tuples, SCAN_TUPLES))
+    return settings
+
+
 def _check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
         raise InvalidInput(f"k must be an int in 1..{MAX_K}, got {k!r}")
@@ -523,22 +538,16 @@ class Collection:
         ).fetchall()
         doc_ids = np.array([r[0] for r in rows], dtype=np.int64)
         lengths = batch.lengths
-        config = self.conn.execute(
-            sql.SQL("SELECT text_search_config::oid FROM {} WHERE id = %s").format(
-                self.store.table("collections")
-            ),
-            (self.id,),
-        ).fetchone()[0]
-        copy_sql = sql.SQL(
+        copy_sql = sql.SQL(  # the tsvector is the trigger's (sql/0005_real_collections.sql)
             "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, matrix, offsets, "
-            "dense, text_search_config, tenant) FROM STDIN WITH (FORMAT BINARY)"
+            "dense, tenant) FROM STDIN WITH (FORMAT BINARY)"
         ).format(self._documents)
         matrices = rescore.pack_matrices(batch.tokens, batch.offsets, self.rescore_storage)
         with self.conn.cursor().copy(copy_sql) as copy:
             copy.set_types(
                 [
                     "int8", "int4", "text", "text", "jsonb", "int4", "bytea", "int4[]", "halfvec",
-                    "oid", "text",
+                    "text",
                 ]
             )  # fmt: skip
             for j in range(n):
@@ -554,7 +563,6 @@ class Collection:
                         matrices[j],
                         None if spans is None else spans.tolist(),
                         HalfVector(dense[j]),
-                        config,  # a regconfig is an oid on the wire
                         tenant,
                     )
                 )
@@ -666,9 +674,9 @@ class Collection:
 
         VACUUM (ANALYZE) the collection's token table and the documents table: dead rows
         and their index entries are removed, and HNSW repairs the graph around deleted
-        tokens. With ``reindex`` (default), the HNSW candidate index and the dense index are
-        then rebuilt with ``REINDEX CONCURRENTLY``: a fresh graph, as dense as after a bulk
-        load. Runs on a connection of its own, outside any transaction.
+        tokens. With ``reindex`` (default), the HNSW candidate index, the dense index and the
+        full-text index are then rebuilt with ``REINDEX CONCURRENTLY``: fresh graphs, as dense
+        as after a bulk load. Runs on a connection of its own, outside any transaction.
         """
         started = time.perf_counter()
         schema = self.store.schema
@@ -676,6 +684,7 @@ class Collection:
             "tokens": self._tokens,
             "hnsw": self._index_ident,
             "dense": sql.Identifier(schema, f"documents_{self.id}_dense_hnsw"),
+            "full_text": sql.Identifier(schema, f"documents_{self.id}_tsv"),
         }
         with psycopg.connect(self.store.dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
@@ -700,7 +709,7 @@ class Collection:
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._tokens))
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._documents))
                 if reindex:
-                    for name in ("hnsw", "dense"):
+                    for name in ("hnsw", "dense", "full_text"):
                         exists = conn.execute(
                             "SELECT to_regclass(%s) IS NOT NULL",
                             (relations[name].as_string(conn),),
@@ -861,7 +870,7 @@ class Collection:
             return self._reorder(str(query_text), hits, k, self.last_search)
         condition = filters.document_condition(filter, where, where_params, tenant)
         if tier == "dense":
-            with filters.condition_errors(condition), self.store.lock:
+            with filters.condition_errors(where), self.store.lock, self.store.snapshot():
                 if condition is None and self._sizes()[3]:  # row-level security hides some
                     condition = (sql.SQL("true"), {})
                 hits = self._search_dense(q, k, exact, condition)
@@ -894,7 +903,7 @@ class Collection:
             raise InvalidInput(f"merge_threshold must be in (0, 1], got {merge_threshold}")
         probes, weights = candidates.merge_query_tokens(q, merge_threshold)
         # one snapshot for every statement: a document written meanwhile is seen whole or not
-        with self.store.lock, self.store.snapshot(), filters.condition_errors(condition):
+        with self.store.lock, self.store.snapshot(), filters.condition_errors(where):
             n_docs, n_tokens, has_index, restricted = self._sizes()
             scan_tuples = SCAN_TUPLES
             if restricted and condition is None:  # row-level security hides documents
@@ -954,8 +963,8 @@ class Collection:
         query_text: str,
         k: int = 10,
         *,
-        fusion: str = "rrf",
-        weight: float = 0.5,
+        fusion: str = "weighted",
+        weight: float = 0.7,
         depth: int = DEFAULT_HYBRID_DEPTH,
         rrf_k: int = 60,
         filter: dict[str, Any] | None = None,
@@ -974,10 +983,11 @@ class Collection:
         search configuration, ranked by ``ts_rank`` with length normalisation. They are
         fused in one SQL statement (the SQL function ``fuse``), and the top ``k`` returned:
 
+        - ``fusion="weighted"`` (default, with ``weight=0.7``: the best measured on scifact
+          and cranfield): ``weight * late score + (1 - weight) * lexical score``, each scaled
+          to 0..1 by the min and max of its list;
         - ``fusion="rrf"``: ``weight / (rrf_k + late rank) + (1 - weight) / (rrf_k +
-          lexical rank)``;
-        - ``fusion="weighted"``: ``weight * late score + (1 - weight) * lexical score``,
-          each scaled to 0..1 by the min and max of its list.
+          lexical rank)``.
 
         A document missing from a list gets nothing from it; ``score`` is the fused score.
         ``filter``, ``where`` and ``tenant`` hold for both lists.
@@ -1013,7 +1023,7 @@ class Collection:
             )  # fmt: skip
             late_stats = self.last_search
             lexical_started = time.perf_counter()
-            with filters.condition_errors(condition):
+            with filters.condition_errors(where):
                 rows = self.conn.execute(
                     self._hybrid_sql(condition),
                     {
@@ -1048,7 +1058,7 @@ class Collection:
         return sql.SQL(
             """
             WITH words AS (
-                SELECT {lexical_query}(c.text_search_config, %(query_text)s) AS q
+                SELECT {lexical_query}(c.text_search_config::regconfig, %(query_text)s) AS q
                 FROM {collections} AS c WHERE c.id = {id}
             ), lexical AS (
                 SELECT d.external_id AS id,
@@ -1124,9 +1134,8 @@ class Collection:
             distance = sql.SQL("({}) + 0").format(distance)
         else:
             self.store.set_session("hnsw.ef_search", str(max(64, 2 * k)))
-        if self.store.iterative_scans:  # a filtered HNSW scan goes on until k rows pass
-            scan = "off" if where is None else "relaxed_order"
-            self.store.set_session("hnsw.iterative_scan", scan)
+        if where is not None and self.store.iterative_scans:  # scan on until k rows pass
+            self.store.set_local(self.conn, {"hnsw.iterative_scan": "relaxed_order"})
         condition, params = where if where is not None else (sql.SQL("true"), {})
         rows = self.conn.execute(
             sql.SQL(
@@ -1222,16 +1231,8 @@ class Collection:
         readers = self.store.readers(len(probes))
         for conn in readers:
             self.store.set_session("hnsw.ef_search", str(knobs.ef_search), conn)
-            if self.store.iterative_scans:  # pgvector >= 0.8: filtered probes scan on
-                scan = "off" if where is None else "relaxed_order"
-                self.store.set_session("hnsw.iterative_scan", scan, conn)
-                limit = SCAN_TUPLES if where is None else max(scan_tuples, SCAN_TUPLES)
-                self.store.set_session("hnsw.max_scan_tuples", str(limit), conn)
-            # A filtered probe could also fetch the passing documents' tokens and sort them;
-            # misled by estimates of jsonb conditions, the planner picks that even for half
-            # of scifact (9 s a query, measured). When the filter is that selective our own
-            # planner has chosen the exhaustive plan already, so here the HNSW walk is right.
-            self.store.set_session("enable_sort", "on" if where is None else "off", conn)
+            if where is not None:
+                self.store.set_local(conn, filtered_probe_settings(self.store, scan_tuples))
         per_token, depth, n = knobs.candidates_per_token, knobs.rerank_depth, len(readers)
         if n == 1:
             cand_ids, _ = candidates.stage1(

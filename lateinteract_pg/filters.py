@@ -164,12 +164,14 @@ def document_condition(
         taken = [n for n in extra if n.startswith("filter_") or n in _RESERVED]
         if taken:
             raise InvalidInput(f"where_params may not use the names {taken}: they are ours")
-        terms.append(sql.SQL("(" + where.replace("{", "{{").replace("}", "}}") + ")"))
+        terms.append(sql.SQL("(" + where + ")"))  # never format()ted: braces stay
         params = {**params, **extra}
     elif where_params is not None:
         raise InvalidInput("where_params without where")
-    if tenant is not None:
-        terms.append(sql.SQL("d.tenant = {}").format(sql.Placeholder("tenant")))
+    if tenant is not None:  # what a role granted that tenant sees: its and shared documents
+        terms.append(
+            sql.SQL("(d.tenant = {} OR d.tenant IS NULL)").format(sql.Placeholder("tenant"))
+        )
         params = {**params, "tenant": check_tenant(tenant)}
     if not terms:
         return None
@@ -177,17 +179,23 @@ def document_condition(
 
 
 # the parameter names of our own statements, which a where fragment's may not shadow
-_RESERVED = frozenset({"q", "k", "probes", "weights", "per_token", "depth", "ids", "tenant"})
+_RESERVED = frozenset(
+    {
+        "q", "k", "probes", "weights", "per_token", "depth", "ids", "tenant",
+        "late_ids", "late_scores", "query_text", "fusion", "weight", "rrf_k",
+    }
+)  # fmt: skip
 
 
 @contextmanager
-def condition_errors(condition: Condition | None) -> Iterator[None]:
+def condition_errors(where: str | None) -> Iterator[None]:
     """Report a ``where`` fragment the server refuses (bad SQL, a missing parameter, a bad
-    cast) as InvalidInput; privilege errors pass through."""
+    cast) as InvalidInput; privilege errors pass through, and nothing is caught without
+    one (the filter language compiles to SQL that the server accepts)."""
     try:
         yield
     except (psycopg.ProgrammingError, psycopg.DataError) as exc:
-        if condition is None or isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        if where is None or isinstance(exc, psycopg.errors.InsufficientPrivilege):
             raise
         message = exc.diag.message_primary or str(exc)
         raise InvalidInput(f"the search's where condition failed: {message}") from exc

@@ -150,6 +150,14 @@ def write_errors(what: str) -> Iterator[None]:
             f"{what}: {exc.diag.message_primary}: this role lacks the privilege; "
             "nothing was changed"
         ) from exc
+    except psycopg.errors.FeatureNotSupported as exc:
+        if "row-level security" not in (exc.diag.message_primary or ""):
+            raise
+        raise PermissionDenied(
+            f"{what}: {exc.diag.message_primary}: the tenants' row-level security applies to "
+            "this role; write as the tables' owner (or a role with BYPASSRLS); nothing was "
+            "changed"
+        ) from exc
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise PermissionDenied(
             f"{what}: this server is a read-only replica (or the transaction is read-only): "
@@ -191,7 +199,8 @@ class Store:
         self._readers: list[psycopg.Connection[Any]] = []
         self._iterative_scans: bool | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._snapshot: str | None = None  # exported by the main connection, see snapshot()
+        self._snapshot_open = False  # the main connection is in snapshot()'s transaction
+        self._snapshot: str | None = None  # its exported id, once a reader connection joins
         self._in_snapshot: list[psycopg.Connection[Any]] = []
 
     def _open(self) -> psycopg.Connection[Any]:
@@ -230,23 +239,26 @@ class Store:
         """
         n = max(1, min(wanted, self.parallel))
         if n == 1 or (
-            self._snapshot is None
+            not self._snapshot_open
             and self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         ):
             return [self.conn]
         while len(self._readers) < n - 1:
             self._readers.append(self._open())
         readers = [self.conn, *self._readers[: n - 1]]
-        if self._snapshot is not None:
+        if self._snapshot_open:
+            if self._snapshot is None:  # exported once the first reader joins
+                row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+                self._snapshot = str(row[0]) if row else None
             for conn in readers:
                 if conn not in self._in_snapshot:
+                    self._in_snapshot.append(conn)  # first: ended by snapshot() on any error
                     conn.execute(
                         sql.SQL(
                             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                             "SET TRANSACTION SNAPSHOT {}"
                         ).format(sql.Literal(self._snapshot))
                     )
-                    self._in_snapshot.append(conn)
         return readers
 
     @contextmanager
@@ -257,22 +269,22 @@ class Store:
         Inside the caller's own transaction the main connection alone reads (and sees that
         transaction's writes). Hold ``lock`` around it.
         """
-        if self._snapshot is not None or (
+        if self._snapshot_open or (
             self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         ):
             yield
             return
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         self._in_snapshot = [self.conn]
+        self._snapshot_open = True
         ending = "COMMIT"  # read only: it keeps the session settings made inside, nothing else
         try:
-            row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
-            self._snapshot = str(row[0]) if row else None
             yield
         except BaseException:
             ending = "ROLLBACK"  # which undoes those settings: forget them
             raise
         finally:
+            self._snapshot_open = False
             self._snapshot = None
             for conn in self._in_snapshot:
                 if ending == "ROLLBACK":
@@ -300,6 +312,19 @@ class Store:
     def table(self, name: str) -> sql.Identifier:
         """A table of our schema, as a composed identifier."""
         return sql.Identifier(self.schema, name)
+
+    def set_local(self, conn: psycopg.Connection[Any], settings: dict[str, str]) -> None:
+        """Settings for the rest of the current transaction only (one round trip): a search's
+        planner settings must not outlive it on a connection the caller also uses."""
+        if settings:
+            conn.execute(
+                sql.SQL("SELECT {}").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("set_config({}, {}, true)").format(sql.Literal(n), sql.Literal(v))
+                        for n, v in settings.items()
+                    )
+                )
+            )
 
     def set_session(
         self, name: str, value: str, conn: psycopg.Connection[Any] | None = None
@@ -425,8 +450,10 @@ class Store:
         if not isinstance(config, str) or not config.strip() or "\x00" in config:
             raise InvalidInput(f"text_search_config must be a configuration name, got {config!r}")
         row = self.conn.execute(
-            "SELECT cfgname FROM pg_ts_config WHERE cfgname = %s AND pg_ts_config_is_visible(oid)",
-            (config,),
+            "SELECT 1 FROM pg_ts_config AS c JOIN pg_namespace AS n ON n.oid = c.cfgnamespace "
+            "WHERE (c.cfgname = %s AND pg_ts_config_is_visible(c.oid)) "
+            "OR n.nspname || '.' || c.cfgname = %s",
+            (config, config),
         ).fetchone()
         if row is None:
             raise InvalidInput(
@@ -457,7 +484,7 @@ class Store:
                 sql.SQL(
                     "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction, "
                     "candidate_index, pool_factor, rescore_storage, text_search_config) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::regconfig) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (name) DO NOTHING RETURNING " + _COLLECTION_COLUMNS
                 ).format(self.table("collections")),
                 (

@@ -3,18 +3,36 @@
 -- sql/0002_functions.sql hold here too.
 
 -- Full text. Each document's text as a tsvector in its collection's text search
--- configuration (chosen when the collection is created; kept on each row because a
--- generated column may only read its own row). Each collection has a partial GIN index over
--- it, documents_<id>_tsv. Only the first 250,000 characters of a text are indexed: a
--- tsvector holds at most 1 MB.
+-- configuration (chosen when the collection is created; kept by name, not as a regconfig,
+-- which pg_upgrade cannot carry), written by a trigger on insert and on a change of the
+-- text. Each collection has a partial GIN index over it, documents_<id>_tsv. Only the first
+-- 250,000 characters of a text are indexed: a tsvector holds at most 1 MB.
 ALTER TABLE {schema}.collections
-    ADD COLUMN text_search_config regconfig NOT NULL DEFAULT 'english';
+    ADD COLUMN text_search_config text NOT NULL DEFAULT 'english'
+        CONSTRAINT collections_text_search_config_check
+        CHECK (length(text_search_config) BETWEEN 1 AND 200);
 ALTER TABLE {schema}.documents
-    ADD COLUMN text_search_config regconfig NOT NULL DEFAULT 'english',
-    ADD COLUMN tsv tsvector GENERATED ALWAYS AS
-        (to_tsvector(text_search_config, left(coalesce(text, ''), 250000))) STORED,
+    ADD COLUMN tsv tsvector,
     -- the tenant a document belongs to; NULL: shared by every role that may read
     ADD COLUMN tenant text CONSTRAINT documents_tenant_check CHECK (length(tenant) BETWEEN 1 AND 200);
+
+UPDATE {schema}.documents
+SET tsv = pg_catalog.to_tsvector('english', left(coalesce(text, ''), 250000));
+
+CREATE FUNCTION {schema}.documents_tsv() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = {search_path}
+AS $body$
+BEGIN
+    NEW.tsv := pg_catalog.to_tsvector(
+        (SELECT c.text_search_config FROM collections AS c WHERE c.id = NEW.collection_id)::regconfig,
+        left(coalesce(NEW.text, ''), 250000));
+    RETURN NEW;
+END
+$body$;
+
+CREATE TRIGGER documents_tsv BEFORE INSERT OR UPDATE OF text ON {schema}.documents
+    FOR EACH ROW EXECUTE FUNCTION {schema}.documents_tsv();
 
 -- a token row carries its document's tenant, so that its policy needs no join
 ALTER TABLE {schema}.tokens ADD COLUMN tenant text;
@@ -135,10 +153,10 @@ AS $body$
                CASE WHEN fusion = 'rrf' THEN
                    coalesce(weight / (rrf_k + l.r), 0) + coalesce((1 - weight) / (rrf_k + x.r), 0)
                ELSE
-                   coalesce(weight * CASE WHEN b.late_hi > b.late_lo
-                       THEN (l.score - b.late_lo) / (b.late_hi - b.late_lo) ELSE 1 END, 0)
-                   + coalesce((1 - weight) * CASE WHEN b.lexical_hi > b.lexical_lo
-                       THEN (x.score - b.lexical_lo) / (b.lexical_hi - b.lexical_lo) ELSE 1 END, 0)
+                   weight * CASE WHEN l.id IS NULL THEN 0 WHEN b.late_hi > b.late_lo
+                       THEN (l.score - b.late_lo) / (b.late_hi - b.late_lo) ELSE 1 END
+                   + (1 - weight) * CASE WHEN x.id IS NULL THEN 0 WHEN b.lexical_hi > b.lexical_lo
+                       THEN (x.score - b.lexical_lo) / (b.lexical_hi - b.lexical_lo) ELSE 1 END
                END AS score,
                l.r AS late_rank, x.r AS lexical_rank
         FROM late AS l FULL JOIN lexical AS x ON x.id = l.id CROSS JOIN bounds AS b

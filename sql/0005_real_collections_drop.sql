@@ -18,6 +18,7 @@ DROP FUNCTION {schema}.has_tenants(integer);
 ALTER TABLE {schema}.tokens DROP COLUMN tenant;
 DROP TABLE {schema}.tenant_roles;
 DROP INDEX {schema}.documents_tenant_idx;
-ALTER TABLE {schema}.documents
-    DROP COLUMN tsv, DROP COLUMN text_search_config, DROP COLUMN tenant;
+DROP TRIGGER documents_tsv ON {schema}.documents;
+DROP FUNCTION {schema}.documents_tsv();
+ALTER TABLE {schema}.documents DROP COLUMN tsv, DROP COLUMN tenant;
 ALTER TABLE {schema}.collections DROP COLUMN text_search_config;

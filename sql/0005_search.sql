@@ -186,8 +186,8 @@ CREATE OR REPLACE FUNCTION {schema}.search_hybrid(
     query halfvec[],
     query_text text,
     k integer DEFAULT 10,
-    fusion text DEFAULT 'rrf',
-    weight double precision DEFAULT 0.5,
+    fusion text DEFAULT 'weighted',
+    weight double precision DEFAULT 0.7,
     depth integer DEFAULT 100,
     rrf_k integer DEFAULT 60,
     filter jsonpath DEFAULT NULL,
@@ -223,7 +223,7 @@ BEGIN
             SELECT s.id, s.score, pg_catalog.row_number() OVER (ORDER BY s.score DESC, s.id) AS r
             FROM search($1, $2, $3, filter => $7, filter_vars => $8) AS s
         ), words AS (
-            SELECT lexical_query(c.text_search_config, $4) AS q
+            SELECT lexical_query(c.text_search_config::regconfig, $4) AS q
             FROM collections AS c WHERE c.id = %1$s
         ), lexical AS (
             SELECT d.external_id AS id, pg_catalog.ts_rank(d.tsv, w.q, 1)::double precision AS score,

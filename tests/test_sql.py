@@ -281,7 +281,7 @@ def test_functions_migration_up_and_down(pg_dsn: str, schema_name: str) -> None:
         assert installed() == (0, False)
         assert migrate.upgrade(pg_dsn, schema_name) == migrate.HEAD
         # query_collection, search, maxsim, explain, search_dense, search_hybrid and their helpers
-        assert installed() == (11, True)
+        assert installed() == (12, True)
         with lip.connect(pg_dsn, schema=schema_name) as store:
             store.collection("kept", dim=DIM).add_embeddings(["a"], unit_docs(1))
         assert migrate.upgrade(pg_dsn, schema_name, "0001") == "0001"

@@ -290,3 +290,32 @@ def test_sql_search_filters_with_a_jsonpath_predicate(store: lip.Store) -> None:
         assert len(set(found) & set(expected)) >= 9, path
         python = coll.search_embeddings(query, k=10, filter=spec, exact=True)
         assert [h.id for h in python] == expected
+
+
+def test_where_fragments_keep_json_literals(store: lip.Store) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(30)
+    docs = [rng.standard_normal((3, 8)).astype(np.float32) for _ in range(20)]
+    coll = store.collection("where-json", dim=8)
+    metadata = [{"lang": "en" if j % 4 == 0 else "de", "tags": ["a", "b"]} for j in range(20)]
+    coll.add_embeddings([f"d{j}" for j in range(20)], docs, metadata=metadata)
+    hits = coll.search_embeddings(docs[0], k=20, where="""d.metadata @> '{"lang": "en"}'""")
+    assert sorted(h.id for h in hits) == sorted(f"d{j}" for j in range(0, 20, 4))
+
+
+def test_fuse_gives_nothing_for_a_list_a_document_is_missing_from(store: lip.Store) -> None:
+    rows = store.conn.execute(
+        sql.SQL("SELECT id, score FROM {}(%s, %s, %s, %s, %s, 0.7, 60, 10)").format(
+            store.table("fuse")
+        ),
+        (["a", "b"], [2.0, 1.0], ["c"], [0.5], "weighted"),
+    ).fetchall()
+    assert dict(rows) == pytest.approx({"a": 0.7, "c": 0.3, "b": 0.0})
+    rows = store.conn.execute(
+        sql.SQL("SELECT id, score FROM {}(%s, %s, %s, %s, %s, 0.5, 60, 10)").format(
+            store.table("fuse")
+        ),
+        (["a", "b"], [2.0, 1.0], ["b"], [0.5], "rrf"),
+    ).fetchall()
+    assert dict(rows) == pytest.approx({"b": 0.5 / 62 + 0.5 / 61, "a": 0.5 / 61})

@@ -96,7 +96,12 @@ def test_searches_during_replacements_see_whole_documents(
     ]
     for thread in threads:
         thread.start()
-    time.sleep(8)
+    started = time.monotonic()
+    while not stop.is_set() and time.monotonic() - started < 60:  # 8 s, longer on a slow machine
+        done = writes[0] >= 5 and min(searches.values()) >= 3
+        if done and time.monotonic() - started >= 8:
+            break
+        time.sleep(0.2)
     stop.set()
     for thread in threads:
         thread.join(60)

@@ -30,7 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 
 from .migrate import DEFAULT_SCHEMA
 
@@ -72,6 +72,7 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         Column("candidate_index", Text, nullable=False),
         Column("pool_factor", Integer, nullable=False),
         Column("rescore_storage", Text, nullable=False),
+        Column("text_search_config", Text, nullable=False),
         schema=schema,
     )
     documents = Table(
@@ -91,6 +92,8 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         Column("matrix", LargeBinary, nullable=False),
         Column("offsets", ARRAY(Integer, dimensions=2)),
         Column("dense", HALFVEC()),
+        Column("tsv", TSVECTOR),  # written by a trigger from text
+        Column("tenant", Text),
         UniqueConstraint("collection_id", "external_id"),
         schema=schema,
     )
@@ -101,6 +104,7 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         Column("doc_id", BigInteger, primary_key=True),
         Column("position", Integer, primary_key=True),
         Column("embedding", HALFVEC(), nullable=False),
+        Column("tenant", Text),
         schema=schema,
     )
     return Tables(collections, documents, tokens)

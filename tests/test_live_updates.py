@@ -81,10 +81,15 @@ def test_searches_during_replacements_see_whole_documents(
                     assert all(h.metadata["version"] >= 1 for h in hits)
                     check_hits(hits, query, len(hits))
                     searches["filtered"] += 1
-                    rows = own.conn.execute(
-                        "SELECT id, score, text, metadata FROM search('live', %s, %s)",
-                        (array_of(query), N_DOCS),
-                    ).fetchall()
+                    # The SQL function runs several statements: under READ COMMITTED each
+                    # sees the newest commits, so a document replaced in between may be
+                    # missing (never half there); in one REPEATABLE READ transaction, none is.
+                    statement = "SELECT id, score, text, metadata FROM search('live', %s, %s)"
+                    rows = own.conn.execute(statement, (array_of(query), N_DOCS)).fetchall()
+                    check_hits([lip.Hit(*r) for r in rows], query, len(rows))
+                    own.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    rows = own.conn.execute(statement, (array_of(query), N_DOCS)).fetchall()
+                    own.conn.execute("COMMIT")
                     check_hits([lip.Hit(*r) for r in rows], query, N_DOCS)
                     searches["sql"] += 1
         except BaseException as exc:  # reported by the main thread

@@ -160,7 +160,9 @@ def test_owner_searches_one_tenant_and_cannot_move_documents_between_tenants(
     with lip.connect(tenancy["owner"], schema=SCHEMA) as store:
         coll = store.collection("mt")
         hits = coll.search_embeddings(query, k=10, tenant="acme", plan="index")
-        assert {h.id for h in hits} <= visible_ids("acme") and len(hits) == 10
+        assert {h.id for h in hits} <= visible_ids("acme", None) and len(hits) == 10
+        exact = coll.search_embeddings(query, k=10, tenant="acme", exact=True)
+        assert [h.id for h in exact] == exact_top(query, visible_ids("acme", None), 10)
         before = coll.get("d3", embeddings=True)
         with pytest.raises(lip.InvalidInput, match="another tenant"):
             coll.add_embeddings(["d3"], [DOCS[200]], tenant="globex")

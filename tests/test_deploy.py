@@ -72,6 +72,16 @@ def user_of(dsn: str) -> str:
     return str(psycopg.conninfo.conninfo_to_dict(dsn)["user"])
 
 
+def drop_roles(superuser_dsn: str, database_dsn: str, *role_dsns: str) -> None:
+    """Drop the roles of ``role_dsns`` with what they own in the database."""
+    with psycopg.connect(database_dsn, autocommit=True) as conn:
+        for dsn in role_dsns:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user_of(dsn))))
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        for dsn in role_dsns:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user_of(dsn))))
+
+
 @pytest.fixture(scope="module")
 def deployment(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:
     """An owner role (CREATE on the database, no superuser) that installs and writes, and a
@@ -91,11 +101,7 @@ def deployment(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:
     yield {"owner": owner, "reader": reader, "schema": schema}
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-        for dsn in (owner, reader):
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user_of(dsn))))
-    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-        for dsn in (owner, reader):
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user_of(dsn))))
+    drop_roles(superuser_dsn, database, owner, reader)
 
 
 def test_owner_without_superuser_installs_writes_and_searches(deployment: dict) -> None:
@@ -169,10 +175,7 @@ def test_a_reader_granted_before_the_tenants_revision_still_searches_after_it(
             ).fetchall()
             assert [r[0] for r in rows] == [h.id for h in hits]
     finally:
-        with psycopg.connect(database, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user_of(late))))
-        with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user_of(late))))
+        drop_roles(superuser_dsn, database, late)
 
 
 def test_missing_extension_error_says_what_to_run(superuser_dsn: str) -> None:

@@ -14,7 +14,13 @@ from psycopg import sql
 
 import lateinteract_pg as lip
 from lateinteract_pg.cli import cli
-from tests.test_deploy import database, make_role, superuser_dsn, user_of  # noqa: F401
+from tests.test_deploy import (  # noqa: F401
+    database,
+    drop_roles,
+    make_role,
+    superuser_dsn,
+    user_of,
+)
 
 DIM = 16
 SCHEMA = "tenants"
@@ -56,11 +62,7 @@ def tenancy(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:  # n
     yield {"owner": owner, "alice": alice, "bob": bob}
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SCHEMA)))
-        for dsn in (owner, alice, bob):
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user_of(dsn))))
-    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-        for dsn in (owner, alice, bob):
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user_of(dsn))))
+    drop_roles(superuser_dsn, database, owner, alice, bob)
 
 
 def visible_ids(*tenants: str | None) -> set[str]:
@@ -131,13 +133,18 @@ def test_a_role_without_tenant_sees_shared_documents_only(tenancy: dict) -> None
         assert len(coll) == 50
 
 
-def test_revoking_a_tenant_hides_it_again(tenancy: dict, database: str) -> None:  # noqa: F811
+def tenant_command(command: str, tenancy: dict) -> None:
+    """``lateinteract-pg grant-tenant`` or ``revoke-tenant`` of acme for alice, by the owner."""
     result = CliRunner().invoke(
         cli,
-        ["revoke-tenant", user_of(tenancy["alice"]), "acme", "--dsn", tenancy["owner"],
+        [command, user_of(tenancy["alice"]), "acme", "--dsn", tenancy["owner"],
          "--schema", SCHEMA],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+
+
+def test_revoking_a_tenant_hides_it_again(tenancy: dict) -> None:
+    tenant_command("revoke-tenant", tenancy)
     try:
         with lip.connect(tenancy["alice"], schema=SCHEMA) as store:
             coll = store.collection("mt", create=False)
@@ -145,12 +152,7 @@ def test_revoking_a_tenant_hides_it_again(tenancy: dict, database: str) -> None:
             hits = coll.search_embeddings(globex_query(), k=10)
             assert {h.id for h in hits} <= visible_ids(None)
     finally:
-        result = CliRunner().invoke(
-            cli,
-            ["grant-tenant", user_of(tenancy["alice"]), "acme", "--dsn", tenancy["owner"],
-             "--schema", SCHEMA],
-        )  # fmt: skip
-        assert result.exit_code == 0, result.output
+        tenant_command("grant-tenant", tenancy)
 
 
 def test_owner_searches_one_tenant_and_cannot_move_documents_between_tenants(

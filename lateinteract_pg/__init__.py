@@ -11,6 +11,7 @@ from .encoders import TokenEncoder
 from .errors import (
     CollectionExists,
     CollectionNotFound,
+    ConnectionLost,
     DimensionMismatch,
     DocumentReferenced,
     EncoderMismatch,
@@ -20,8 +21,10 @@ from .errors import (
     LateInteractError,
     PermissionDenied,
     ServerError,
+    StatementTimeout,
 )
 from .maxsim import maxsim
+from .pool import open_pool, pooled_store
 from .rerank import CrossEncoder
 from .store import Store, connect
 from .types import CollectionInfo, CompactStats, Document, Hit, SearchStats, TokenMatch
@@ -35,6 +38,7 @@ __all__ = [
     "CollectionInfo",
     "CollectionNotFound",
     "CompactStats",
+    "ConnectionLost",
     "CrossEncoder",
     "DimensionMismatch",
     "Document",
@@ -48,9 +52,12 @@ __all__ = [
     "PermissionDenied",
     "SearchStats",
     "ServerError",
+    "StatementTimeout",
     "Store",
     "TokenEncoder",
     "TokenMatch",
     "connect",
     "maxsim",
+    "open_pool",
+    "pooled_store",
 ]

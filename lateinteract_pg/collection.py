@@ -27,7 +27,7 @@ from .ingest import (
     validate_query,
 )
 from .maxsim import top_k
-from .store import check_candidate_index, write_errors
+from .store import check_candidate_index, retried_read, write_errors
 from .types import (
     TIERS,
     CandidateIndex,
@@ -423,11 +423,7 @@ class Collection:
         tokens are pooled if the collection pools."""
         dense = pooling.dense_vectors(batch.tokens, batch.offsets)
         batch = pooling.pool_batch(batch, self.pool_factor)
-        with (
-            self.store.lock,
-            write_errors(f"adding to {self.name!r}"),
-            self.conn.transaction(),
-        ):
+        with self.store.writing(f"adding to {self.name!r}"):
             replaced, remaining = self._lock_and_remove(batch.ids, documents_replaced, tenant)
             new_tokens = len(batch.tokens)
             has_index = self._has_index()
@@ -597,11 +593,7 @@ class Collection:
         collections = self.store.table("collections")
         previous = self.candidate_index
         try:
-            with (
-                self.store.lock,
-                write_errors(f"switching {self.name!r}"),
-                self.conn.transaction(),
-            ):
+            with self.store.writing(f"switching {self.name!r}"):
                 row = self.conn.execute(
                     sql.SQL("SELECT candidate_index, n_tokens FROM {} WHERE id = %s FOR UPDATE")
                     .format(collections), (self.id,),
@@ -664,7 +656,7 @@ class Collection:
     def delete(self, ids: Sequence[str] | str) -> int:
         """Delete documents (and their tokens) by id; returns how many existed."""
         id_list = [check_id(ids)] if isinstance(ids, str) else [check_id(i) for i in ids]
-        with self.store.lock, write_errors(f"deleting from {self.name!r}"), self.conn.transaction():
+        with self.store.writing(f"deleting from {self.name!r}"):
             removed, _ = self._lock_and_remove(id_list)
         return removed
 
@@ -705,7 +697,7 @@ class Collection:
                 "SELECT n_dead_tup FROM pg_stat_all_tables WHERE relid = %s::regclass",
                 (self._tokens.as_string(conn),),
             ).fetchone()
-            with write_errors(f"compacting {self.name!r}"):
+            with write_errors(f"compacting {self.name!r}", lambda: conn.closed):
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._tokens))
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._documents))
                 if reindex:
@@ -731,6 +723,7 @@ class Collection:
 
     # --- reads -------------------------------------------------------------------------
 
+    @retried_read
     def __len__(self) -> int:
         """How many documents this role can read."""
         n_docs, _, _, restricted = self._sizes()
@@ -759,6 +752,7 @@ class Collection:
     def __contains__(self, id: object) -> bool:
         return isinstance(id, str) and self.get(id) is not None
 
+    @retried_read
     def get(self, id: str, *, embeddings: bool = False) -> Document | None:
         """The document with external id ``id``, or None."""
         check_id(id)
@@ -795,6 +789,7 @@ class Collection:
             if doc in by_id
         ]
 
+    @retried_read
     def search_embeddings(
         self,
         query: Any,
@@ -957,6 +952,7 @@ class Collection:
             raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
         return self.search_hybrid_embeddings(encoder.encode_queries([text])[0], text, k, **options)
 
+    @retried_read
     def search_hybrid_embeddings(
         self,
         query: Any,
@@ -1095,6 +1091,7 @@ class Collection:
             raise InvalidInput(f"query text must be a non-empty str, got {text!r}")
         return self.explain_embeddings(encoder.encode_queries([text])[0], id)
 
+    @retried_read
     def explain_embeddings(self, query: Any, id: str) -> list[TokenMatch]:
         """Why document ``id`` scores what it does: per query token, the best-matching
         document token, its similarity and (when stored with spans) its piece of text.

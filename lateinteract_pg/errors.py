@@ -4,6 +4,10 @@ Every error the library raises on purpose derives from :class:`LateInteractError
 
     LateInteractError
     ├── ServerError              the embedded PostgreSQL could not be started or reached
+    │   └── ConnectionLost       the connection broke (server killed, restarted, network):
+    │                            reads were retried first; writes never are
+    ├── StatementTimeout         a statement ran past the configured statement_timeout; its
+    │   (TimeoutError)           transaction was rolled back
     ├── ExtensionMissing         pgvector is not installed in the database, or too old
     ├── CollectionNotFound       no collection of that name
     ├── CollectionExists         a collection of that name exists with other settings
@@ -17,8 +21,8 @@ Every error the library raises on purpose derives from :class:`LateInteractError
         └── DocumentReferenced   a write would break a foreign key of the application's
                                  tables to our documents; it was rolled back
 
-Errors raised by the database driver for reasons outside our checks (a lost connection,
-a statement timeout) are left as psycopg errors.
+Other errors of the database driver (an unexpected server-side failure) are left as psycopg
+errors.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 __all__ = [
     "CollectionExists",
     "CollectionNotFound",
+    "ConnectionLost",
     "DimensionMismatch",
     "DocumentReferenced",
     "EncoderMismatch",
@@ -35,6 +40,7 @@ __all__ = [
     "LateInteractError",
     "PermissionDenied",
     "ServerError",
+    "StatementTimeout",
 ]
 
 
@@ -44,6 +50,17 @@ class LateInteractError(Exception):
 
 class ServerError(LateInteractError):
     """The embedded PostgreSQL server could not be started or reached."""
+
+
+class ConnectionLost(ServerError):
+    """The connection to the server broke. A read is retried on new connections first (see
+    ``Store(retry_reads=...)``); a write never is: it was rolled back, unless the connection
+    broke while its COMMIT was under way, so look before writing it again."""
+
+
+class StatementTimeout(LateInteractError, TimeoutError):
+    """A statement ran longer than the session's ``statement_timeout`` and was cancelled; its
+    transaction was rolled back."""
 
 
 class ExtensionMissing(LateInteractError):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -21,10 +22,12 @@ from . import migrate
 from .errors import (
     CollectionExists,
     CollectionNotFound,
+    ConnectionLost,
     DocumentReferenced,
     InvalidInput,
     PermissionDenied,
     ServerError,
+    StatementTimeout,
 )
 from .pooling import MAX_POOL_FACTOR
 from .rescore import RESCORE_STORAGES, RescoreStorage
@@ -45,6 +48,17 @@ _COLLECTION_COLUMNS = (
     "rescore_storage, text_search_config::text"
 )
 MAX_NAME_LENGTH = 200
+# libpq settings a DSN does not give: fail a connection attempt after 10 s instead of
+# waiting on an unreachable host, and notice a vanished server on an idle TCP connection
+# within a minute (libpq leaves keepalives at the OS's two hours); unix sockets ignore them
+CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+RETRY_READS_S = 10.0  # how long a read that lost its connection is retried by default
 
 
 def connect(
@@ -139,12 +153,52 @@ def full_text_index_sql(schema: str, collection_id: int) -> sql.Composed:
     )
 
 
+def connection_options(dsn: str) -> dict[str, str]:
+    """The :data:`CONNECT_DEFAULTS` that ``dsn`` does not set itself."""
+    given = psycopg.conninfo.conninfo_to_dict(dsn)
+    return {name: value for name, value in CONNECT_DEFAULTS.items() if name not in given}
+
+
+def check_seconds(name: str, value: Any) -> float | None:
+    """A duration in seconds: None or a finite number >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e9:
+        raise InvalidInput(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
+    return float(value)
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is the server cancelling a statement for its statement_timeout."""
+    return isinstance(exc, psycopg.errors.QueryCanceled) and "statement timeout" in str(exc)
+
+
+def statement_timeout_error(what: str, exc: BaseException) -> StatementTimeout:
+    return StatementTimeout(
+        f"{what}: {exc} (statement_timeout); the transaction was rolled back: raise the timeout "
+        "(Store(statement_timeout=...), or SET statement_timeout) for long work"
+    )
+
+
 @contextmanager
-def write_errors(what: str) -> Iterator[None]:
+def write_errors(what: str, lost: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Turn the server's refusals of a write into our errors; wrap the whole transaction, so
-    that they are raised after the rollback."""
+    that they are raised after the rollback. ``lost`` tells whether the write's connection
+    is gone."""
     try:
         yield
+    except psycopg.errors.QueryCanceled as exc:
+        if not timed_out(exc):
+            raise
+        raise statement_timeout_error(what, exc) from exc
+    except psycopg.OperationalError as exc:
+        if not (lost() or _ends_session(exc)):
+            raise
+        raise ConnectionLost(
+            f"{what}: the connection to the server was lost ({str(exc).strip()}). The write "
+            "was not retried: it was rolled back, unless the connection broke while its COMMIT "
+            "was under way; look (get(), len()) before writing it again"
+        ) from exc
     except psycopg.errors.InsufficientPrivilege as exc:
         raise PermissionDenied(
             f"{what}: {exc.diag.message_primary}: this role lacks the privilege; "
@@ -170,6 +224,24 @@ def write_errors(what: str) -> Iterator[None]:
         ) from exc
 
 
+def _ends_session(exc: psycopg.OperationalError) -> bool:
+    """Whether the server ended the session with ``exc`` (shutdown, crash recovery): the
+    connection is lost even where the socket is not closed yet."""
+    return isinstance(exc, (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown))
+
+
+def retried_read(method: Callable[..., T]) -> Callable[..., T]:
+    """Make a read method of a Store or Collection retry on new connections when its
+    connection to the server is lost (see :meth:`Store.read`)."""
+
+    @functools.wraps(method)
+    def read(self: Any, *args: Any, **kwargs: Any) -> T:
+        store = self if isinstance(self, Store) else self.store
+        return store.read(functools.partial(method, self, *args, **kwargs))
+
+    return read
+
+
 class Store:
     """A connection to one schema of one PostgreSQL database."""
 
@@ -180,22 +252,49 @@ class Store:
         *,
         maintenance_work_mem: str | None = None,
         parallel: int | None = None,
+        statement_timeout: float | None = None,
+        retry_reads: float = RETRY_READS_S,
+        connection: psycopg.Connection[Any] | None = None,
     ) -> None:
         """Open a Store on ``dsn``; :func:`connect` is the usual way in.
 
         ``parallel`` is how many connections one search may use at once (default: 2 on a
         machine with 2 or more cores): the HNSW probes and the candidate fetches are split
         between them. Writes always use the one main connection.
+
+        ``statement_timeout``: seconds any one statement of this Store may run before the
+        server cancels it (StatementTimeout; None: the server's setting). It covers ingest's
+        COPY and index builds too: give bulk loads a Store of their own with a longer one.
+
+        ``retry_reads``: for how many seconds a read (search, get, ...) that lost its
+        connection is retried on new connections, e.g. while the server restarts; 0: never.
+        Writes are never retried: a write whose connection breaks raises ConnectionLost.
+        The next call after a lost connection opens a new one.
+
+        ``connection``: use this connection (e.g. one from a pool, see
+        :func:`~lateinteract_pg.pool.pooled_store`) instead of opening one: it must be in
+        autocommit mode; the Store then reads through it alone, does not retry on another
+        and leaves it open on close.
         """
         self.schema = migrate.check_schema_name(schema)
         self.maintenance_work_mem = maintenance_work_mem
         self.parallel = min(2, os.cpu_count() or 1) if parallel is None else int(parallel)
         if self.parallel < 1:
             raise InvalidInput(f"parallel must be >= 1, got {parallel!r}")
+        self.statement_timeout = check_seconds("statement_timeout", statement_timeout)
+        self.retry_reads = check_seconds("retry_reads", retry_reads) or 0.0
         self._dsn = dsn
         self.lock = threading.RLock()
         self._settings: dict[int, dict[str, str]] = {}
-        self.conn = self._open()
+        self._owns_connection = connection is None
+        self._closed = False
+        if connection is None:
+            self._conn = self._open()
+        else:
+            if not connection.autocommit:
+                raise InvalidInput("Store(connection=...) needs a connection in autocommit mode")
+            self.parallel = 1
+            self._conn = self._configure(connection)
         self._readers: list[psycopg.Connection[Any]] = []
         self._iterative_scans: bool | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -203,22 +302,135 @@ class Store:
         self._snapshot: str | None = None  # its exported id, once a reader connection joins
         self._in_snapshot: list[psycopg.Connection[Any]] = []
 
+    @classmethod
+    def over(
+        cls, connection: psycopg.Connection[Any], schema: str = migrate.DEFAULT_SCHEMA
+    ) -> Store:
+        """A Store on a connection someone else owns, such as a pool's."""
+        dsn = connection.info.dsn
+        return cls(dsn, schema, connection=connection)
+
     def _open(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._dsn, autocommit=True, row_factory=tuple_row)
         try:
-            self.vector_schema = migrate.ensure_pgvector(conn)
-            search_path = dict.fromkeys([self.schema, self.vector_schema])
-            conn.execute(
-                sql.SQL("SET search_path TO {}").format(
-                    sql.SQL(", ").join(sql.Identifier(s) for s in search_path)
-                )
+            conn = psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                row_factory=tuple_row,
+                **connection_options(self._dsn),  # type: ignore[arg-type]
             )
-            register_vector(conn)
+        except psycopg.OperationalError as exc:
+            raise ConnectionLost(f"cannot connect to the server: {str(exc).strip()}") from exc
+        try:
+            return self._configure(conn)
         except BaseException:
             conn.close()
             raise
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+        """Our search path, the vector types and the statement timeout on ``conn``."""
+        self.vector_schema = migrate.ensure_pgvector(conn)
+        search_path = dict.fromkeys([self.schema, self.vector_schema])
+        conn.execute(
+            sql.SQL("SET search_path TO {}").format(
+                sql.SQL(", ").join(sql.Identifier(s) for s in search_path)
+            )
+        )
+        if self.statement_timeout is not None:
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                (str(round(self.statement_timeout * 1000)),),
+            )
+        register_vector(conn)
         self._settings[id(conn)] = {}
         return conn
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """The main connection; a lost one is replaced by a new one here, never in the middle
+        of an operation (which fails instead)."""
+        if self._conn.closed and self._owns_connection and not self._closed:
+            self._reconnect()
+        return self._conn
+
+    def _reconnect(self) -> None:
+        """Replace the lost main connection and drop lost reader connections."""
+        if self._conn.closed:
+            log.warning("the connection to the server was lost; opening a new one")
+            self._settings.pop(id(self._conn), None)
+            self._conn.close()
+            self._conn = self._open()
+        for reader in [r for r in self._readers if r.closed]:
+            self._settings.pop(id(reader), None)
+            reader.close()
+            self._readers.remove(reader)
+
+    def _lost(self) -> bool:
+        return self._conn.closed or any(r.closed for r in self._readers)
+
+    def read(self, read: Callable[[], T]) -> T:
+        """Run ``read``; when its connection to the server is lost, run it again on new
+        connections, for up to ``retry_reads`` seconds (the server may be restarting).
+
+        Not retried: inside the caller's own transaction (which the lost connection ended),
+        and on a borrowed connection (its owner replaces it). Raises ConnectionLost then,
+        and once the time is up; StatementTimeout when the statement timeout cancelled it.
+        """
+        deadline = time.monotonic() + self.retry_reads
+        delay = 0.05
+        while True:
+            own_transaction = self._conn.info.transaction_status not in (
+                psycopg.pq.TransactionStatus.IDLE,
+                psycopg.pq.TransactionStatus.UNKNOWN,  # a lost connection: reconnected below
+            )
+            try:
+                return read()
+            except psycopg.errors.QueryCanceled as exc:
+                if not timed_out(exc):
+                    raise
+                raise statement_timeout_error("reading", exc) from exc
+            except psycopg.OperationalError as exc:
+                if not (self._lost() or _ends_session(exc)):
+                    raise
+                why = str(exc).strip()
+                if own_transaction or not self._owns_connection:
+                    where = "your transaction" if own_transaction else "a borrowed connection"
+                    raise ConnectionLost(
+                        f"the connection to the server was lost ({why}) in {where}: not retried"
+                    ) from exc
+                while True:  # a new connection, as soon as the server takes one
+                    if time.monotonic() + delay > deadline:
+                        raise ConnectionLost(
+                            f"the connection to the server was lost ({why}) and the read "
+                            f"failed again for {self.retry_reads:g} s (retry_reads)"
+                        ) from exc
+                    log.warning("a read lost its connection (%s); retrying", why)
+                    time.sleep(delay)
+                    delay = min(2 * delay, 1.0)
+                    try:
+                        if _ends_session(exc):  # over, even if the socket is not closed yet
+                            self._conn.close()
+                        self._reconnect()
+                        break
+                    except ConnectionLost as again:
+                        why = str(again)
+
+    @contextmanager
+    def writing(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """One write transaction on the main connection (a savepoint inside the caller's),
+        with the server's refusals turned into our errors. A connection found lost when the
+        transaction begins, before any of the write was sent, is replaced first; once the
+        write has begun, a lost connection raises ConnectionLost and nothing is retried."""
+        with self.lock, write_errors(what, lambda: self._conn.closed), ExitStack() as stack:
+            conn = self.conn
+            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            try:
+                stack.enter_context(conn.transaction())
+            except psycopg.OperationalError:
+                if not (idle and conn.closed and self._owns_connection):
+                    raise
+                conn = self.conn  # a new connection: nothing of the write had run
+                stack.enter_context(conn.transaction())
+            yield conn
 
     @property
     def iterative_scans(self) -> bool:
@@ -462,6 +674,7 @@ class Store:
             )
         return config
 
+    @retried_read
     def _fetch_collection(self, name: str) -> tuple[Any, ...] | None:
         return self.conn.execute(
             sql.SQL("SELECT " + _COLLECTION_COLUMNS + " FROM {} WHERE name = %s").format(
@@ -479,7 +692,7 @@ class Store:
         ef: int,
         options: dict[str, Any],
     ) -> tuple[Any, ...]:
-        with self.lock, write_errors(f"creating collection {name!r}"), self.conn.transaction():
+        with self.writing(f"creating collection {name!r}"):
             row = self.conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction, "
@@ -516,6 +729,7 @@ class Store:
             log.info("created collection %r (id %s, dim %s)", name, row[0], dim)
             return row
 
+    @retried_read
     def collections(self) -> list[CollectionInfo]:
         """Every collection, by name."""
         rows = self.conn.execute(
@@ -534,7 +748,7 @@ class Store:
         row = self._fetch_collection(check_collection_name(name))
         if row is None:
             raise CollectionNotFound(f"no collection named {name!r}")
-        with self.lock, write_errors(f"dropping {name!r}"), self.conn.transaction():
+        with self.writing(f"dropping {name!r}"):
             self.conn.execute(
                 sql.SQL("DROP TABLE IF EXISTS {}").format(self.table(f"tokens_{row[0]}"))
             )
@@ -544,7 +758,7 @@ class Store:
             )
         # after the commit, in a short transaction of its own: DROP INDEX locks the shared
         # documents table against every read until it commits (the index is empty by now)
-        with self.lock, write_errors(f"dropping {name!r}"), self.conn.transaction():
+        with self.writing(f"dropping {name!r}"):
             for index in ("dense_hnsw", "tsv"):
                 self.conn.execute(
                     sql.SQL("DROP INDEX IF EXISTS {}").format(
@@ -595,9 +809,10 @@ class Store:
             time.sleep(0.01)
 
     def close(self) -> None:
+        self._closed = True
         if self._pool is not None:
             self._pool.shutdown()
-        for conn in [self.conn, *self._readers]:
+        for conn in [self._conn, *self._readers] if self._owns_connection else self._readers:
             conn.close()
 
     def __enter__(self) -> Store:

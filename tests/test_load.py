@@ -1,0 +1,89 @@
+"""The load test: searchers and writers through one connection pool, zero errors and zero
+lost writes. A short run is part of the default suite; the full one is marked ``load``
+(``pytest -m load``, or ``lateinteract-pg load``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+import lateinteract_pg as lip
+from lateinteract_pg.cli import cli
+from lateinteract_pg.load import ID_PREFIX, LoadConfig, run_load
+
+DIM = 16
+
+
+def matrices(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        m = rng.standard_normal((int(rng.integers(5, 40)), DIM)).astype(np.float32)
+        out.append(m / np.linalg.norm(m, axis=1, keepdims=True))
+    return out
+
+
+def test_pooled_stores_share_connections_and_reset_settings(pg_dsn: str, schema_name: str) -> None:
+    with lip.connect(pg_dsn, schema=schema_name) as store:
+        store.collection("pooled", dim=DIM).add_embeddings(["a", "b"], matrices(2, 0))
+    with lip.open_pool(
+        pg_dsn, schema=schema_name, min_size=2, max_size=2, statement_timeout=5
+    ) as pool:
+        pool.wait()
+        with lip.pooled_store(pool, schema_name) as store:
+            coll = store.collection("pooled", create=False)
+            assert len(coll.search_embeddings(matrices(1, 1)[0], k=2)) == 2
+            store.conn.execute("SET work_mem = '7MB'")
+            assert store.parallel == 1
+        seen = set()
+        for _ in range(4):  # every connection of the pool: reset, the timeout kept
+            with lip.pooled_store(pool, schema_name) as store:
+                seen.add(store.conn.info.backend_pid)
+                assert store.conn.execute("SHOW work_mem").fetchone() != ("7MB",)
+                assert store.conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
+        assert len(seen) == 2  # the pool hands its connections round
+    with psycopg.connect(pg_dsn) as conn, pytest.raises(lip.InvalidInput, match="autocommit"):
+        lip.Store.over(conn, schema_name)
+
+
+def test_a_short_load_loses_no_write(pg_dsn: str, schema_name: str) -> None:
+    documents = matrices(200, 2)
+    with lip.connect(pg_dsn, schema=schema_name) as store:
+        coll = store.collection("load", dim=DIM)
+        coll.add_embeddings([f"d{i}" for i in range(len(documents))], documents)
+    config = LoadConfig(searchers=3, writers=2, seconds=3, pool_size=3, k=5)
+    report = run_load(
+        pg_dsn, schema_name, "load", matrices(10, 3), documents, config, echo=lambda _: None
+    )
+    check = report["writes_check"]
+    assert report["errors"] == 0, report["first_error"]
+    assert report["searches"] > 0 and report["writes"] > 0
+    assert {"search (python)", "search (sql)"} <= set(report["operations"])
+    assert check["lost"] == check["deleted_but_present"] == check["wrong_content"] == 0
+    assert check["documents_checked"] > 0 and check["counters_match"]
+    found, sample = map(int, check["found_by_search"].split("/"))
+    assert found == sample > 0
+    with lip.connect(pg_dsn, schema=schema_name) as store:  # the writers' documents removed
+        coll = store.collection("load")
+        assert len(coll) == len(documents) and coll.get(f"{ID_PREFIX}w0:0") is None
+
+
+@pytest.mark.load
+def test_load_on_scifact(data_dir: Path, tmp_path: Path) -> None:
+    """The figures of docs/reliability.md: 8 searchers and 2 writers on scifact for
+    $LATEINTERACT_PG_LOAD_SECONDS (default 60) through a pool of 4 connections."""
+    seconds = os.environ.get("LATEINTERACT_PG_LOAD_SECONDS", "60")
+    result = CliRunner().invoke(
+        cli,
+        ["load", str(data_dir / "scifact"), "--seconds", seconds, "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "load-scifact.json").read_text())
+    assert report["errors"] == 0 and report["writes_check"]["lost"] == 0
+    assert report["searches"] > 0 and report["writes"] > 0

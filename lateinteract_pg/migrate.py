@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,14 @@ from .errors import ExtensionMissing, InvalidInput, PermissionDenied, ServerErro
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "check_dsn",
+    "check_role_name",
     "check_schema_name",
+    "connect_raw",
     "ensure_pgvector",
     "grant_read_only",
     "grant_tenant",
+    "redact_dsn",
     "revoke_tenant",
     "upgrade",
 ]
@@ -41,17 +46,104 @@ MIGRATIONS_DIR = _resource_dir("_migrations", "migrations")
 SQL_DIR = _resource_dir("_sql", "sql")
 
 
+# NUL, line breaks and the other control characters: no name needs them, and in a name a
+# line break could end a SQL comment or forge a log line
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_schema_name(schema: str) -> str:
     """Return ``schema`` if it is a usable identifier; raise InvalidInput otherwise.
 
     Quotes, spaces and capitals are fine (names are always composed as identifiers); ``%``
     is refused, because psycopg would read it as a parameter placeholder inside a query.
     """
-    if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
+    if not isinstance(schema, str) or not schema:
         raise InvalidInput(f"schema name must be 1-63 bytes, got {schema!r}")
-    if "\x00" in schema or "%" in schema:
-        raise InvalidInput(f"schema name must not contain NUL or '%', got {schema!r}")
+    if "%" in schema or _CONTROL.search(schema):
+        raise InvalidInput(
+            f"schema name must not contain '%' or control characters, got {schema!r}"
+        )
+    try:
+        size = len(schema.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"schema name {schema!r} is not valid unicode: {exc.reason}") from exc
+    if size > 63:
+        raise InvalidInput(f"schema name must be 1-63 bytes, got {schema!r}")
     return schema
+
+
+def check_role_name(role: Any) -> str:
+    """Return ``role`` if it can name a role as given; raise InvalidInput otherwise.
+
+    At most 63 bytes: PostgreSQL would silently truncate a longer name in a GRANT, and so
+    grant to another role than the one named.
+    """
+    if not isinstance(role, str) or not role or "%" in role or _CONTROL.search(role):
+        raise InvalidInput(
+            f"role must be a non-empty name without '%' or control characters, got {role!r}"
+        )
+    try:
+        size = len(role.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"role {role!r} is not valid unicode: {exc.reason}") from exc
+    if size > 63:
+        raise InvalidInput(f"role must be a name of at most 63 bytes, got {role!r}")
+    return role
+
+
+# passwords in connection strings: URI user info, URI query parameters, keyword=value pairs,
+# and the keys of a dict's repr
+_SECRET = "(?:ssl)?password"
+_URI_PASSWORD = re.compile(r"(postgres(?:ql)?://[^\s:/?#@'\"]*:)[^@/]*@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(rf"([?&]{_SECRET}=)[^&#\s'\"]*", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(
+    rf"((?:^|[\s,;(])\b{_SECRET}\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s'\"]*)", re.IGNORECASE
+)
+_DICT_PASSWORD = re.compile(rf"""(['"]{_SECRET}['"]\s*:\s*)(['"])(?:(?!\2).)*\2""", re.IGNORECASE)
+# libpq's complaint about a keyword string it cannot parse quotes the word it stopped at
+_PARSED_WORD = re.compile(r'(after )"[^"]*"')
+REDACTED = "****"
+
+
+def redact_dsn(text: str) -> str:
+    """``text`` (a DSN, or a message that may quote one) with every password masked.
+
+    >>> redact_dsn("postgresql://app:s3cret@db/prod?sslmode=require")
+    'postgresql://app:****@db/prod?sslmode=require'
+    >>> redact_dsn("host=db user=app password='s3 cret' dbname=prod")
+    'host=db user=app password=**** dbname=prod'
+    """
+    text = _URI_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    text = _QUERY_PASSWORD.sub(rf"\1{REDACTED}", text)
+    text = _KEYWORD_PASSWORD.sub(rf"\1{REDACTED}", text)
+    return _DICT_PASSWORD.sub(rf"\1\2{REDACTED}\2", text)
+
+
+def _invalid_dsn(exc: psycopg.Error) -> InvalidInput:
+    reason = _PARSED_WORD.sub(r'\1"..."', redact_dsn(str(exc).strip()))
+    return InvalidInput(f"invalid DSN (not shown: it may hold a password): {reason}")
+
+
+def check_dsn(dsn: str) -> str:
+    """``dsn`` if libpq can parse it; InvalidInput, without the DSN, otherwise."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise _invalid_dsn(exc) from None  # psycopg's message may quote the whole DSN
+    return dsn
+
+
+def connect_raw(dsn: str, **options: Any) -> psycopg.Connection[Any]:
+    """``psycopg.connect(dsn, **options)``; a server that cannot be reached raises
+    ServerError, a malformed DSN InvalidInput, neither with the DSN's password in it."""
+    try:
+        return psycopg.connect(dsn, **options)
+    except psycopg.OperationalError as exc:
+        raise ServerError(
+            f"cannot connect to {redact_dsn(dsn)}: {redact_dsn(str(exc).strip())}"
+        ) from None  # psycopg's own message is not shown again
+    except psycopg.ProgrammingError as exc:
+        raise _invalid_dsn(exc) from None
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -101,6 +193,21 @@ def ensure_pgvector(conn: psycopg.Connection[Any]) -> str:
     return str(ext_schema)
 
 
+# a comment line of a SQL file: its placeholders are left as they are (see render_sql)
+_COMMENT_LINE = re.compile(r"^[ \t]*--.*$", re.MULTILINE)
+
+
+def render_sql(text: str, **parts: sql.Composable) -> sql.Composed:
+    """``text`` (a SQL file) with ``parts`` composed in for its ``{name}`` placeholders,
+    except in its comment lines: a quoted identifier may hold a newline, which would end the
+    comment and make the rest of the name SQL."""
+
+    def escape(comment: re.Match[str]) -> str:
+        return comment.group(0).replace("{", "{{").replace("}", "}}")
+
+    return sql.SQL(_COMMENT_LINE.sub(escape, text)).format(**parts)
+
+
 def run_sql_file(connection: Any, name: str, schema: str) -> None:
     """Run ``sql/NAME`` on an alembic (SQLAlchemy) connection.
 
@@ -113,12 +220,21 @@ def run_sql_file(connection: Any, name: str, schema: str) -> None:
     path = [sql.Identifier(s) for s in dict.fromkeys([schema, vector_schema])]
     text = (SQL_DIR / name).read_text()
     raw.execute(
-        sql.SQL(text).format(
+        render_sql(
+            text,
             schema=sql.Identifier(schema),
             schema_literal=sql.Literal(schema),
             search_path=sql.SQL(", ").join([*path, sql.SQL("pg_temp")]),
         )
     )
+
+
+def _others_may_create(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether PUBLIC (every role) may create objects in ``schema``."""
+    row = conn.execute(
+        "SELECT pg_catalog.has_schema_privilege('public', %s, 'CREATE')", (schema,)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def current_revision(conn: psycopg.Connection[Any], schema: str) -> str | None:
@@ -141,11 +257,19 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA, revision: str = "head") -> s
     from sqlalchemy.pool import NullPool
 
     check_schema_name(schema)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        ensure_pgvector(conn)
+    with connect_raw(dsn, autocommit=True) as conn:
+        vector_schema = ensure_pgvector(conn)
         current = current_revision(conn, schema)
         if current == HEAD and revision in ("head", HEAD):
             return HEAD
+        if _others_may_create(conn, vector_schema):
+            log.warning(  # once, when it migrates
+                "every role may create objects in schema %s, where pgvector lives: one could "
+                "shadow an operator or function that searches call, and run code with the "
+                "privileges of whoever searches. REVOKE CREATE ON SCHEMA %s FROM PUBLIC",
+                vector_schema,
+                vector_schema,
+            )
         standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         if standby and standby[0]:
             raise ServerError(
@@ -192,17 +316,19 @@ def upgrade(dsn: str, schema: str = DEFAULT_SCHEMA, revision: str = "head") -> s
 def grant_read_only(dsn: str, role: str, schema: str = DEFAULT_SCHEMA) -> None:
     """Let ``role`` search (SELECT and EXECUTE) but not write; ``sql/grant_read_only.sql``."""
     check_schema_name(schema)
-    if not isinstance(role, str) or not role or "\x00" in role or "%" in role:
-        raise InvalidInput(f"role must be a non-empty name without NUL or '%', got {role!r}")
+    check_role_name(role)
     text = (SQL_DIR / "grant_read_only.sql").read_text()
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect_raw(dsn, autocommit=True) as conn:
         if current_revision(conn, schema) is None:
             raise InvalidInput(f"schema {schema!r} has no lateinteract_pg tables: migrate first")
+        # by its exact name: GRANT would read "public" as every role
+        _role_oid(conn, role)
         vector_schema = ensure_pgvector(conn)
         try:
             with conn.transaction():
                 conn.execute(
-                    sql.SQL(text).format(
+                    render_sql(
+                        text,
                         schema=sql.Identifier(schema),
                         vector_schema=sql.Identifier(vector_schema),
                         role=sql.Identifier(role),
@@ -221,6 +347,9 @@ def grant_tenant(dsn: str, role: str, tenant: str, schema: str = DEFAULT_SCHEMA)
     """Let ``role`` search, read-only, the documents of ``tenant`` and the shared ones (those
     without a tenant); the tenants' row-level security hides every other tenant's, in
     searches too. A role may hold several tenants; its members inherit them."""
+    from .ingest import check_tenant
+
+    check_tenant(tenant)  # before the read-only grant: a refusal changes nothing
     grant_read_only(dsn, role, schema)
     _tenant_roles(dsn, "INSERT INTO {} (tenant, role) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                   role, tenant, schema)  # fmt: skip
@@ -233,20 +362,26 @@ def revoke_tenant(dsn: str, role: str, tenant: str, schema: str = DEFAULT_SCHEMA
     log.info("revoked tenant %r from %s on schema %s", tenant, role, schema)
 
 
+def _role_oid(conn: psycopg.Connection[Any], role: str) -> int:
+    row = conn.execute("SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if row is None:
+        raise InvalidInput(f"no role named {role!r} on this server")
+    return int(row[0])
+
+
 def _tenant_roles(dsn: str, statement: str, role: str, tenant: str, schema: str) -> None:
     from .ingest import check_tenant
 
     check_schema_name(schema)
+    check_role_name(role)
     check_tenant(tenant)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect_raw(dsn, autocommit=True) as conn:
         if current_revision(conn, schema) is None:
             raise InvalidInput(f"schema {schema!r} has no lateinteract_pg tables: migrate first")
-        row = conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-        if row is None:
-            raise InvalidInput(f"no role named {role!r} on this server")
+        oid = _role_oid(conn, role)
         try:
             conn.execute(
-                sql.SQL(statement).format(sql.Identifier(schema, "tenant_roles")), (tenant, row[0])
+                sql.SQL(statement).format(sql.Identifier(schema, "tenant_roles")), (tenant, oid)
             )
         except psycopg.errors.InsufficientPrivilege as exc:
             raise PermissionDenied(

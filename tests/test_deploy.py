@@ -252,7 +252,7 @@ def test_doctor_warns_when_anyone_may_create_next_to_pgvector(database: str) -> 
 
 
 def test_dsn_gives_the_connection_in_use(store: lip.Store) -> None:
-    result = CliRunner().invoke(cli, ["dsn", "--dsn", store.dsn])
+    result = CliRunner().invoke(cli, ["dsn", "--dsn", store.dsn, "--show-password"])
     assert result.output.strip() == store.dsn
     with psycopg.connect(store.dsn) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -116,7 +116,8 @@ def test_cli_migrate_dsn_collections(pg_dsn: str, schema_name: str) -> None:
     assert "revision 0005" in result.output
     again = runner.invoke(cli, ["migrate", "--dsn", pg_dsn, "--schema", schema_name])
     assert again.exit_code == 0 and "revision 0005" in again.output
-    assert runner.invoke(cli, ["dsn", "--dsn", pg_dsn]).output.strip() == pg_dsn
+    shown = runner.invoke(cli, ["dsn", "--dsn", pg_dsn, "--show-password"])
+    assert shown.output.strip() == pg_dsn
     listed = runner.invoke(cli, ["collections", "--dsn", pg_dsn, "--schema", schema_name])
     assert listed.exit_code == 0 and listed.output == ""
     import psycopg

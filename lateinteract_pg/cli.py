@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -24,6 +24,7 @@ MODEL_HELP = (
     "the packaged all-MiniLM-L6-v2 as a plain token encoder"
 )
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_BAD_LINES_SHOWN = 20  # ingest --on-error stop lists this many bad lines
 
 
 def database_options(command: F) -> F:
@@ -305,6 +306,14 @@ def _load_encoder(model: str) -> Any:
     default=None,
     help="a new collection's re-scoring matrices [default: float16]",
 )
+@click.option(
+    "--on-error",
+    type=click.Choice(["stop", "skip"]),
+    default="stop",
+    show_default=True,
+    help="a bad line (not UTF-8, not a JSON object, no id or text, NUL bytes, NaN, an id seen "
+    "before): stop writes nothing; skip reports it on stderr and adds the other lines",
+)
 @database_options
 def ingest(
     file: Path,
@@ -312,21 +321,43 @@ def ingest(
     model: str,
     batch_size: int,
     passage_words: int | None,
+    on_error: Literal["stop", "skip"],
     dsn: str | None,
     schema: str,
     **storage: Any,
 ) -> None:
     """Encode and add the documents of a JSON-lines FILE (BEIR corpus layout, or one
-    {"id", "text", "metadata"} object per line); existing ids are replaced."""
-    from .datasets import read_documents
+    {"id", "text", "metadata"} object per line); existing ids are replaced.
+
+    The whole file is checked before anything is written. With --on-error stop (the
+    default), a bad line stops the command, naming each bad line, and nothing is written;
+    with --on-error skip, each bad line is reported on stderr and left out. Documents are
+    then added in transactions of --batch-size: should the run fail later (the server gone,
+    say), the batches committed stay, and running it again replaces them.
+    """
+    from .datasets import check_documents, read_documents
     from .types import Document
 
+    problems = check_documents(file, passage_words=passage_words)
+    if problems and on_error == "stop":
+        for bad in problems[:MAX_BAD_LINES_SHOWN]:
+            click.echo(f"bad line {bad}", err=True)
+        more = len(problems) - MAX_BAD_LINES_SHOWN
+        if more > 0:
+            click.echo(f"... and {more} more bad lines", err=True)
+        raise click.ClickException(
+            f"{len(problems)} bad line(s) in {file}, the first {problems[0]}; nothing was "
+            "written (fix them, or pass --on-error skip to add the other lines)"
+        )
+    for bad in problems:
+        click.echo(f"skipped {bad}", err=True)
     encoder = _load_encoder(model)
     added = 0
     with connect(dsn, schema=schema) as store:
         coll = store.collection(collection, encoder=encoder, **storage)
         batch: list[Document] = []
-        for doc_id, text, metadata in read_documents(file):
+        lines = read_documents(file, on_error=on_error, passage_words=passage_words)
+        for doc_id, text, metadata in lines:
             batch.append(Document(doc_id, text, metadata))
             if len(batch) == batch_size:
                 added += len(coll.add(batch, passage_words=passage_words))
@@ -334,7 +365,8 @@ def ingest(
         if batch:
             added += len(coll.add(batch, passage_words=passage_words))
         unit = "passages" if passage_words else "documents"
-        click.echo(f"added {added} {unit} to {collection!r} ({len(coll)} in total)")
+        skipped = f"; skipped {len(problems)} bad line(s)" if problems else ""
+        click.echo(f"added {added} {unit} to {collection!r} ({len(coll)} in total){skipped}")
 
 
 @cli.command()

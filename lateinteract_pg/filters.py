@@ -11,11 +11,15 @@ into nested objects) mapped to a value (equality) or to operators, or a logical 
   must all hold.
 
 ``$ne`` and ``$nin`` also match documents without the field, as ``$not`` does.
+
+A value dict either holds operators only or is a JSON object to compare with: one that mixes
+operators and fields is refused (``{"$eq": {...}}`` compares with any object). Field names and
+values must be text and JSON that PostgreSQL stores (no NUL, no lone surrogate, no NaN); a
+filter binds at most 30000 values.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import InvalidInput
-from .ingest import check_tenant
+from .ingest import check_tenant, check_text, json_text
 
 __all__ = ["Condition", "compile_filter", "condition_errors", "document_condition"]
 
@@ -34,6 +38,9 @@ Condition = tuple[sql.Composable, dict[str, Any]]
 _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _OPERATORS = {"$eq", "$ne", "$in", "$nin", "$exists", *_COMPARISONS}
 _MAX_DEPTH = 32
+# values one filter may bind: a statement takes at most 65535 parameters, and the search's
+# own and a where fragment's need some
+MAX_PARAMS = 30_000
 
 
 class _Compiler:
@@ -42,28 +49,27 @@ class _Compiler:
         self.params: dict[str, Any] = {}
 
     def bind(self, value: Any, cast: str) -> sql.Composed:
+        if len(self.params) >= MAX_PARAMS:
+            raise InvalidInput(f"filter too large: it binds more than {MAX_PARAMS} values")
         name = f"filter_{len(self.params)}"
         self.params[name] = value
         return sql.SQL("{}::" + cast).format(sql.Placeholder(name))
 
     def json(self, value: Any) -> sql.Composed:
-        try:
-            text = json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"filter value {value!r} is not JSON: {exc}") from exc
-        return self.bind(text, "jsonb")
+        return self.bind(json_text(value, f"filter value {_short(value)}"), "jsonb")
 
     def field(self, name: str) -> sql.Composed:
+        check_text(name, f"filter field {_short(name)}")
         parts = name.split(".")
         if not name or any(not p for p in parts):
-            raise InvalidInput(f"filter field {name!r} is empty or has an empty part")
+            raise InvalidInput(f"filter field {_short(name)} is empty or has an empty part")
         return sql.SQL("({} #> {})").format(self.column, self.bind(parts, "text[]"))
 
     def node(self, spec: Any, depth: int = 0) -> sql.Composable:
         if depth > _MAX_DEPTH:
             raise InvalidInput(f"filter nested deeper than {_MAX_DEPTH} levels")
         if not isinstance(spec, dict) or not spec:
-            raise InvalidInput(f"a filter is a non-empty dict, got {spec!r}")
+            raise InvalidInput(f"a filter is a non-empty dict, got {_short(spec)}")
         terms: list[sql.Composable] = []
         for key, value in spec.items():
             if not isinstance(key, str):
@@ -87,33 +93,44 @@ class _Compiler:
 
     def condition(self, name: str, spec: Any) -> sql.Composable:
         field = self.field(name)
-        if not (isinstance(spec, dict) and spec and all(str(k).startswith("$") for k in spec)):
+        operators = [str(k).startswith("$") for k in spec] if isinstance(spec, dict) else []
+        if any(operators) and not all(operators):
+            raise InvalidInput(
+                f"the filter of {_short(name)} mixes operators and fields: {_short(list(spec))}; "
+                'compare with an object through {"$eq": {...}}'
+            )
+        if not any(operators):  # a value (an object included) to be equal to
             return sql.SQL("{} = {}").format(field, self.json(spec))
         terms: list[sql.Composable] = []
         for op, value in spec.items():
             if op not in _OPERATORS:
-                raise InvalidInput(f"unknown operator {op!r} on field {name!r}")
+                raise InvalidInput(f"unknown operator {op!r} on field {_short(name)}")
             if op == "$eq":
                 terms.append(sql.SQL("{} = {}").format(field, self.json(value)))
             elif op == "$ne":
                 terms.append(sql.SQL("{} IS DISTINCT FROM {}").format(field, self.json(value)))
             elif op in ("$in", "$nin"):
                 if not isinstance(value, list):
-                    raise InvalidInput(f"{op} on {name!r} takes a list, got {value!r}")
-                values = sql.SQL("ARRAY[{}]::jsonb[]").format(
-                    sql.SQL(", ").join(self.json(v) for v in value) if value else sql.SQL("")
+                    raise InvalidInput(f"{op} on {_short(name)} takes a list, got {_short(value)}")
+                # one parameter for the whole list, however long
+                values = self.bind(
+                    [json_text(v, f"{op} value {_short(v)}") for v in value], "jsonb[]"
                 )
                 test = sql.SQL("coalesce({} = ANY({}), false)").format(field, values)
                 terms.append(test if op == "$in" else sql.SQL("NOT {}").format(test))
             elif op == "$exists":
                 if not isinstance(value, bool):
-                    raise InvalidInput(f"$exists on {name!r} takes true or false, got {value!r}")
+                    raise InvalidInput(
+                        f"$exists on {_short(name)} takes true or false, got {_short(value)}"
+                    )
                 terms.append(
                     sql.SQL("{} IS {}NULL").format(field, sql.SQL("NOT " if value else ""))
                 )
             else:
                 if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                    raise InvalidInput(f"{op} on {name!r} takes a number or a str, got {value!r}")
+                    raise InvalidInput(
+                        f"{op} on {_short(name)} takes a number or a str, got {_short(value)}"
+                    )
                 bound = self.json(value)
                 terms.append(
                     sql.SQL("(jsonb_typeof({f}) = jsonb_typeof({v}) AND {f} {op} {v})").format(
@@ -121,6 +138,15 @@ class _Compiler:
                     )
                 )
         return sql.SQL("({})").format(sql.SQL(" AND ").join(terms))
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters for a message."""
+    try:
+        text = repr(value)
+    except Exception:  # nested too deeply, an int of too many digits, a repr that fails
+        text = f"<a {type(value).__name__} that repr() refuses>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def compile_filter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +13,23 @@ import numpy as np
 
 from .errors import DimensionMismatch, InvalidInput
 
-__all__ = ["Batch", "check_id", "pack_token_rows", "validate_batch", "validate_query"]
+__all__ = [
+    "Batch",
+    "check_id",
+    "check_metadata",
+    "check_text",
+    "json_text",
+    "pack_token_rows",
+    "validate_batch",
+    "validate_query",
+]
 
 HALF_MAX = 65504.0
+# UTF-8 bytes of a document id: the unique btree index on (collection_id, external_id) takes
+# at most about 2700 bytes a row, and a longer id fails inside the COPY
+MAX_ID_BYTES = 1024
+# a JSON escape of NUL that is not itself an escaped backslash followed by "u0000"
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 COPY_TRAILER = b"\xff\xff"
 
@@ -35,7 +50,8 @@ class Batch:
         return np.diff(self.offsets)
 
 
-def _check_text(value: Any, what: str) -> str:
+def check_text(value: Any, what: str) -> str:
+    """``value`` if it is a str PostgreSQL text can store (no NUL, no lone surrogate)."""
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a str, got {type(value).__name__}")
     if "\x00" in value:
@@ -48,10 +64,16 @@ def _check_text(value: Any, what: str) -> str:
 
 
 def check_id(value: Any) -> str:
-    """A document id: a non-empty str PostgreSQL can store."""
-    _check_text(value, "document id")
+    """A document id: a non-empty str PostgreSQL can store, of at most 1024 UTF-8 bytes."""
+    check_text(value, "document id")
     if not value:
         raise InvalidInput("document id must not be empty")
+    size = len(value.encode("utf-8"))
+    if size > MAX_ID_BYTES:
+        raise InvalidInput(
+            f"document id {value[:40]!r}... is {size} bytes long in UTF-8, at most "
+            f"{MAX_ID_BYTES} fit the index"
+        )
     return str(value)
 
 
@@ -59,17 +81,28 @@ def check_tenant(value: Any) -> str | None:
     """A tenant name (1..200 chars, no NUL), or None for shared documents."""
     if value is None:
         return None
-    _check_text(value, "tenant")
+    check_text(value, "tenant")
     if not 1 <= len(value) <= 200:
         raise InvalidInput(f"tenant must be 1..200 characters, got {value!r}")
     return str(value)
 
 
-def _as_matrix(value: Any, dim: int, what: str) -> np.ndarray:
+def _float32(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float32 array; real numbers only (no complex, strings or dates)."""
     try:
-        matrix = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+        raw = np.asarray(value)
+        if raw.dtype.kind not in "biufO":
+            raise InvalidInput(f"{what} must hold real numbers, got an array of {raw.dtype}")
+        with np.errstate(over="ignore", invalid="ignore"):  # found by the isfinite check
+            return raw.astype(np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, InvalidInput):
+            raise
         raise InvalidInput(f"{what} is not a numeric array: {exc}") from exc
+
+
+def _as_matrix(value: Any, dim: int, what: str) -> np.ndarray:
+    matrix = _float32(value, what)
     if matrix.ndim != 2:
         raise InvalidInput(f"{what} must be a 2-D array (tokens, dim), got shape {matrix.shape}")
     if matrix.shape[0] == 0:
@@ -83,19 +116,45 @@ def _as_matrix(value: Any, dim: int, what: str) -> np.ndarray:
     return matrix
 
 
-def _check_metadata(value: Any, what: str) -> dict[str, Any] | None:
+def json_text(value: Any, what: str) -> str:
+    """``value`` as JSON text that jsonb stores: no NaN or infinity, no NUL character, no
+    lone surrogate, no object json cannot write, not nested past Python's recursion limit."""
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidInput(f"{what} is not JSON-serialisable: {reason}") from exc
+    if _JSON_NUL.search(encoded):
+        raise InvalidInput(f"{what} contains a NUL character, which jsonb cannot store")
+    check_text(encoded, what)
+    return encoded
+
+
+def check_metadata(value: Any, what: str) -> dict[str, Any] | None:
+    """``value`` if it is None or a dict that jsonb stores (see :func:`json_text`)."""
     if value is None:
         return None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a dict or None, got {type(value).__name__}")
-    try:
-        encoded = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from exc
-    if "\\u0000" in encoded:
-        raise InvalidInput(f"{what} contains a NUL character, which jsonb cannot store")
-    _check_text(encoded, what)
+    json_text(value, what)
     return value
+
+
+def _per_id(value: Any, n: int, what: str) -> list[Any]:
+    """One entry per id: ``value`` as a list of ``n`` (``[None] * n`` for None)."""
+    if value is None:
+        return [None] * n
+    if isinstance(value, (str, bytes, dict)):
+        raise InvalidInput(
+            f"{what} must be a list with one entry per id, got a {type(value).__name__}"
+        )
+    try:
+        entries = list(value)
+    except TypeError as exc:
+        raise InvalidInput(f"{what} must be a list with one entry per id: {exc}") from exc
+    if len(entries) != n:
+        raise InvalidInput(f"got {n} ids but {len(entries)} {what}")
+    return entries
 
 
 def _check_spans(value: Any, n_tokens: int, text: str | None, what: str) -> np.ndarray | None:
@@ -139,26 +198,19 @@ def validate_batch(
         raise InvalidInput(f"duplicate id {dup!r} in one call")
     if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
         raise InvalidInput("embeddings must be a list of (tokens, dim) arrays, one per id")
-    if len(embeddings) != n:
-        raise InvalidInput(f"got {n} ids but {len(embeddings)} embeddings")
-    text_list: list[str | None] = [None] * n if texts is None else list(texts)
-    if len(text_list) != n:
-        raise InvalidInput(f"got {n} ids but {len(text_list)} texts")
-    text_list = [
-        None if t is None else _check_text(t, f"text of {i!r}")
-        for i, t in zip(clean_ids, text_list)
+    vectors = _per_id(embeddings, n, "embeddings")
+    text_list: list[str | None] = [
+        None if t is None else check_text(t, f"text of {i!r}")
+        for i, t in zip(clean_ids, _per_id(texts, n, "texts"))
     ]
-    meta_list: list[dict[str, Any] | None] = [None] * n if metadata is None else list(metadata)
-    if len(meta_list) != n:
-        raise InvalidInput(f"got {n} ids but {len(meta_list)} metadata entries")
-    meta_list = [_check_metadata(m, f"metadata of {i!r}") for i, m in zip(clean_ids, meta_list)]
-    matrices = [_as_matrix(e, dim, f"embeddings of {i!r}") for i, e in zip(clean_ids, embeddings)]
-    span_list: list[Any] = [None] * n if spans is None else list(spans)
-    if len(span_list) != n:
-        raise InvalidInput(f"got {n} ids but {len(span_list)} spans entries")
+    meta_list = [
+        check_metadata(m, f"metadata of {i!r}")
+        for i, m in zip(clean_ids, _per_id(metadata, n, "metadata entries"))
+    ]
+    matrices = [_as_matrix(e, dim, f"embeddings of {i!r}") for i, e in zip(clean_ids, vectors)]
     span_list = [
         _check_spans(sp, len(m), t, f"spans of {i!r}")
-        for i, sp, m, t in zip(clean_ids, span_list, matrices, text_list)
+        for i, sp, m, t in zip(clean_ids, _per_id(spans, n, "spans entries"), matrices, text_list)
     ]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(m) for m in matrices], out=offsets[1:])
@@ -168,10 +220,7 @@ def validate_batch(
 
 def validate_query(query: Any, dim: int) -> np.ndarray:
     """A query matrix (m, dim) as float32; a single vector (dim,) is one query token."""
-    try:
-        matrix = np.asarray(query, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"query is not a numeric array: {exc}") from exc
+    matrix = _float32(query, "query")
     if matrix.ndim == 1 and matrix.shape[0] == dim:
         matrix = matrix[None, :]
     return _as_matrix(matrix, dim, "query")

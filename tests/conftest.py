@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -88,3 +89,11 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"the shared data collections are not at {DATA}")
     return DATA
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many generated bad inputs tests/test_properties.py tried, when it ran."""
+    module = sys.modules.get("tests.test_properties") or sys.modules.get("test_properties")
+    tried = getattr(module, "BAD_INPUTS_TRIED", 0)
+    if tried:
+        terminalreporter.write_line(f"bad inputs tried: {tried} (database unchanged after each)")

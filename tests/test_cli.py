@@ -84,6 +84,54 @@ def test_ingest_reports_the_bad_line(
     assert "docs.jsonl:3" in str(result.exception) + result.output
 
 
+def test_ingest_on_error_stop_writes_nothing_and_skip_adds_the_good_lines(
+    pg_dsn: str, schema_name: str, tmp_path: Path, cleanup: None
+) -> None:
+    path = tmp_path / "docs.jsonl"
+    lines = [
+        b'{"id": "a", "text": "late interaction", "metadata": {"year": 2024}}',
+        b'{"id": "latin1", "text": "caf\xe9"}',  # 2: not UTF-8
+        b'["not", "an", "object"]',  # 3
+        b'{"id": "cut", "text": "trunc',  # 4: truncated
+        b'{"id": "big", "text": "' + b"word " * 200_000 + b'"}',  # a huge line, fine
+        b'{"id": "huge-cut", "text": "' + b"x" * 2_000_000,  # 6: huge and truncated
+        b'{"id": "nul", "text": "a\\u0000b"}',  # 7: NUL in the text
+        b"",
+        b'{"_id": "b", "title": "T", "text": "PostgreSQL \\u202e\\u0301"}',
+        b'{"id": "a", "text": "again"}',  # 10: a repeated id
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    runner = CliRunner()
+    common = ["--collection", "c", "--model", "minilm", "--dsn", pg_dsn, "--schema", schema_name]
+
+    stop = runner.invoke(cli, ["ingest", str(path), *common])
+    assert stop.exit_code == 1
+    for lineno, reason in [(2, "not valid UTF-8"), (3, "expected a JSON object"),
+                           (4, "not valid JSON"), (6, "not valid JSON"), (7, "NUL"),
+                           (10, "repeats line 1")]:  # fmt: skip
+        assert f"bad line {path}:{lineno}: " in stop.stderr and reason in stop.stderr
+    assert "6 bad line(s)" in stop.stderr and "nothing was written" in stop.stderr
+    with psycopg.connect(pg_dsn) as conn:  # checked before connecting: not even migrated
+        found = conn.execute("SELECT to_regnamespace(%s)", (schema_name,)).fetchone()
+        assert found == (None,)
+
+    skip = runner.invoke(cli, ["ingest", str(path), "--on-error", "skip", *common])
+    assert skip.exit_code == 0, skip.output
+    for lineno in (2, 3, 4, 6, 7, 10):
+        assert f"skipped {path}:{lineno}: " in skip.stderr
+    assert "added 3 documents to 'c' (3 in total); skipped 6 bad line(s)" in skip.stdout
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT external_id, metadata FROM {} ORDER BY 1").format(
+                sql.Identifier(schema_name, "documents")
+            )
+        ).fetchall()
+    assert rows == [("a", {"year": 2024}), ("b", None), ("big", None)]
+
+    help_text = runner.invoke(cli, ["ingest", "--help"]).output
+    assert "--on-error [stop|skip]" in help_text and "checked before anything" in help_text
+
+
 def test_search_unknown_collection(pg_dsn: str, schema_name: str, cleanup: None) -> None:
     result = CliRunner().invoke(
         cli,

@@ -22,7 +22,9 @@ from .ingest import (
     Batch,
     check_id,
     check_tenant,
+    check_text,
     pack_token_rows,
+    short_repr,
     validate_batch,
     validate_query,
 )
@@ -56,6 +58,7 @@ PROGRESS_MIN_TOKENS = 200_000
 # from about 18% (adding 48k rows: insert 53 s, rebuild 36 s).
 REBUILD_RATIO = 0.2
 MAX_K = 100_000
+MAX_QUERY_WORDS = 1000  # a hybrid query's text: the server parses its words recursively
 DEFAULT_RERANK_TOP = 50  # documents the cross-encoder reads in the rerank tier
 FUSIONS = ("rrf", "weighted")
 DEFAULT_HYBRID_DEPTH = 100  # documents each list of a hybrid search hands to the fusion
@@ -81,7 +84,7 @@ def filtered_probe_settings(store: Store, scan_tuples: int) -> dict[str, str]:
 
 def _check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
-        raise InvalidInput(f"k must be an int in 1..{MAX_K}, got {k!r}")
+        raise InvalidInput(f"k must be an int in 1..{MAX_K}, got {short_repr(k)}")
     return int(k)
 
 
@@ -89,9 +92,9 @@ def _check_knob(name: str, value: Any, low: int = 1, high: int = 100_000) -> int
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInput(f"{name} must be an int, got {value!r}")
+        raise InvalidInput(f"{name} must be an int, got {short_repr(value)}")
     if not low <= value <= high:
-        raise InvalidInput(f"{name} must be in {low}..{high}, got {value}")
+        raise InvalidInput(f"{name} must be in {low}..{high}, got {short_repr(value)}")
     return int(value)
 
 
@@ -655,7 +658,11 @@ class Collection:
 
     def delete(self, ids: Sequence[str] | str) -> int:
         """Delete documents (and their tokens) by id; returns how many existed."""
-        id_list = [check_id(ids)] if isinstance(ids, str) else [check_id(i) for i in ids]
+        if isinstance(ids, str):
+            ids = [ids]
+        if not isinstance(ids, (Sequence, set, frozenset)):
+            raise InvalidInput(f"ids must be a str or a list of str, got {short_repr(ids)}")
+        id_list = [check_id(i) for i in ids]
         with self.store.writing(f"deleting from {self.name!r}"):
             removed, _ = self._lock_and_remove(id_list)
         return removed
@@ -750,7 +757,10 @@ class Collection:
         return int(row[0]), int(row[1]), bool(row[2]), bool(row[3])
 
     def __contains__(self, id: object) -> bool:
-        return isinstance(id, str) and self.get(id) is not None
+        try:
+            return isinstance(id, str) and self.get(id) is not None
+        except InvalidInput:  # an id no document can have
+            return False
 
     @retried_read
     def get(self, id: str, *, embeddings: bool = False) -> Document | None:
@@ -989,8 +999,11 @@ class Collection:
         ``filter``, ``where`` and ``tenant`` hold for both lists.
         """
         started = time.perf_counter()
-        if not isinstance(query_text, str) or not query_text.strip() or "\x00" in query_text:
-            raise InvalidInput(f"query_text must be a non-empty str, got {query_text!r}")
+        check_text(query_text, "query_text")
+        if not query_text.strip():
+            raise InvalidInput("query_text must be a non-empty str")
+        if len(query_text.split()) > MAX_QUERY_WORDS:
+            raise InvalidInput(f"query_text has more than {MAX_QUERY_WORDS} words")
         if fusion not in FUSIONS:
             raise InvalidInput(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if (
@@ -1009,7 +1022,7 @@ class Collection:
         late_options = {
             "candidates_per_token": knobs.candidates_per_token,
             "ef_search": knobs.ef_search,
-            "rerank_depth": max(knobs.rerank_depth, depth),
+            "rerank_depth": min(MAX_K, max(knobs.rerank_depth, depth)),
             **late_options,
         }
         with self.store.lock, self.store.snapshot():

@@ -29,6 +29,7 @@ from psycopg import sql
 
 from .errors import InvalidInput
 from .ingest import check_tenant, check_text, json_text
+from .ingest import short_repr as _short
 
 __all__ = ["Condition", "compile_filter", "condition_errors", "document_condition"]
 
@@ -140,15 +141,6 @@ class _Compiler:
         return sql.SQL("({})").format(sql.SQL(" AND ").join(terms))
 
 
-def _short(value: Any) -> str:
-    """``repr(value)``, cut to 80 characters for a message."""
-    try:
-        text = repr(value)
-    except Exception:  # nested too deeply, an int of too many digits, a repr that fails
-        text = f"<a {type(value).__name__} that repr() refuses>"
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def compile_filter(
     spec: dict[str, Any], column: sql.Composable
 ) -> tuple[sql.Composable, dict[str, Any]]:
@@ -190,8 +182,14 @@ def document_condition(
         taken = [n for n in extra if n.startswith("filter_") or n in _RESERVED]
         if taken:
             raise InvalidInput(f"where_params may not use the names {taken}: they are ours")
-        terms.append(sql.SQL("(" + where + ")"))  # never format()ted: braces stay
-        params = {**params, **extra}
+        for name, value in extra.items():
+            if isinstance(value, str):
+                check_text(value, f"where_params[{_short(name)}]")
+        # never format()ted: braces stay. The bound guard makes every statement carrying the
+        # fragment go out with parameters, which the server runs as one statement only: a
+        # fragment that closes it and starts another ("true); COMMIT; ...") is refused
+        terms.append(sql.SQL("(" + where + ") AND %(filter_one_statement)s"))
+        params = {**params, **extra, "filter_one_statement": True}
     elif where_params is not None:
         raise InvalidInput("where_params without where")
     if tenant is not None:  # what a role granted that tenant sees: its and shared documents

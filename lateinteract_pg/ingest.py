@@ -50,6 +50,15 @@ class Batch:
         return np.diff(self.offsets)
 
 
+def short_repr(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters for a message."""
+    try:
+        text = repr(value)
+    except Exception:  # nested too deeply, an int of too many digits, a repr that fails
+        text = f"<a {type(value).__name__} that repr() refuses>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_text(value: Any, what: str) -> str:
     """``value`` if it is a str PostgreSQL text can store (no NUL, no lone surrogate)."""
     if not isinstance(value, str):

@@ -40,7 +40,7 @@ def open_pool(
     ``ConnectionPool`` (``timeout``, ``max_waiting``, ``max_lifetime``, ...). Close the
     pool when done (``pool.close()``, or use it as a context manager).
     """
-    dsn = resolve_dsn(dsn)
+    dsn = migrate.check_dsn(resolve_dsn(dsn))
     migrate.check_schema_name(schema)
     timeout = check_seconds("statement_timeout", statement_timeout)
     if migrate_schema:

@@ -29,6 +29,7 @@ from .errors import (
     ServerError,
     StatementTimeout,
 )
+from .ingest import check_text, short_repr
 from .pooling import MAX_POOL_FACTOR
 from .rescore import RESCORE_STORAGES, RescoreStorage
 from .types import CANDIDATE_INDEXES, CandidateIndex, CollectionInfo
@@ -97,15 +98,18 @@ def resolve_dsn(dsn: str | None = None) -> str:
 
 def check_collection_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise InvalidInput(f"collection name must be a non-empty str, got {name!r}")
-    if len(name) > MAX_NAME_LENGTH or "\x00" in name:
-        raise InvalidInput(f"collection name must be at most {MAX_NAME_LENGTH} chars without NUL")
+        raise InvalidInput(f"collection name must be a non-empty str, got {short_repr(name)}")
+    check_text(name, "collection name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"collection name must be at most {MAX_NAME_LENGTH} characters")
     return name
 
 
 def check_candidate_index(kind: Any) -> CandidateIndex:
     if not isinstance(kind, str) or kind not in CANDIDATE_INDEXES:
-        raise InvalidInput(f"candidate_index must be one of {CANDIDATE_INDEXES}, got {kind!r}")
+        raise InvalidInput(
+            f"candidate_index must be one of {CANDIDATE_INDEXES}, got {short_repr(kind)}"
+        )
     return kind
 
 
@@ -116,11 +120,11 @@ def check_storage(pool_factor: Any, rescore_storage: Any) -> tuple[int, RescoreS
         or not 1 <= pool_factor <= MAX_POOL_FACTOR
     ):
         raise InvalidInput(
-            f"pool_factor must be an int in 1..{MAX_POOL_FACTOR}, got {pool_factor!r}"
+            f"pool_factor must be an int in 1..{MAX_POOL_FACTOR}, got {short_repr(pool_factor)}"
         )
     if not isinstance(rescore_storage, str) or rescore_storage not in RESCORE_STORAGES:
         raise InvalidInput(
-            f"rescore_storage must be one of {RESCORE_STORAGES}, got {rescore_storage!r}"
+            f"rescore_storage must be one of {RESCORE_STORAGES}, got {short_repr(rescore_storage)}"
         )
     return pool_factor, rescore_storage
 
@@ -283,7 +287,7 @@ class Store:
             raise InvalidInput(f"parallel must be >= 1, got {parallel!r}")
         self.statement_timeout = check_seconds("statement_timeout", statement_timeout)
         self.retry_reads = check_seconds("retry_reads", retry_reads) or 0.0
-        self._dsn = dsn
+        self._dsn = dsn if connection is not None else migrate.check_dsn(dsn)
         self.lock = threading.RLock()
         self._settings: dict[int, dict[str, str]] = {}
         self._owns_connection = connection is None
@@ -319,7 +323,9 @@ class Store:
                 **connection_options(self._dsn),  # type: ignore[arg-type]
             )
         except psycopg.OperationalError as exc:
-            raise ConnectionLost(f"cannot connect to the server: {str(exc).strip()}") from exc
+            raise ConnectionLost(
+                f"cannot connect to the server: {migrate.redact_dsn(str(exc).strip())}"
+            ) from None  # psycopg's own message is not shown again
         try:
             return self._configure(conn)
         except BaseException:
@@ -618,9 +624,16 @@ class Store:
             if dim is None:
                 raise InvalidInput(f"collection {name!r} does not exist: give dim= to create it")
             if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 4000:
-                raise InvalidInput(f"dim must be an int in 1..4000 (halfvec HNSW), got {dim!r}")
-            if not (2 <= hnsw_m <= 100 and 4 <= hnsw_ef_construction <= 1000):
-                raise InvalidInput("hnsw_m must be in 2..100 and hnsw_ef_construction in 4..1000")
+                raise InvalidInput(
+                    f"dim must be an int in 1..4000 (halfvec HNSW), got {short_repr(dim)}"
+                )
+            if not all(
+                isinstance(v, int) and not isinstance(v, bool)
+                for v in (hnsw_m, hnsw_ef_construction)
+            ) or not (2 <= hnsw_m <= 100 and 4 <= hnsw_ef_construction <= 1000):
+                raise InvalidInput(
+                    "hnsw_m must be an int in 2..100 and hnsw_ef_construction one in 4..1000"
+                )
             options = {
                 "candidate_index": kind,
                 "pool_factor": pool,
@@ -659,8 +672,11 @@ class Store:
         """The name of an existing text search configuration (default "english")."""
         if config is None:
             return "english"
-        if not isinstance(config, str) or not config.strip() or "\x00" in config:
-            raise InvalidInput(f"text_search_config must be a configuration name, got {config!r}")
+        if not isinstance(config, str) or not config.strip():
+            raise InvalidInput(
+                f"text_search_config must be a configuration name, got {short_repr(config)}"
+            )
+        check_text(config, "text_search_config")
         row = self.conn.execute(
             "SELECT 1 FROM pg_ts_config AS c JOIN pg_namespace AS n ON n.oid = c.cfgnamespace "
             "WHERE (c.cfgname = %s AND pg_ts_config_is_visible(c.oid)) "
@@ -741,7 +757,10 @@ class Store:
         return [CollectionInfo(*row) for row in rows]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._fetch_collection(name) is not None
+        try:
+            return self._fetch_collection(check_collection_name(name)) is not None
+        except InvalidInput:  # a name no collection can have
+            return False
 
     def drop_collection(self, name: str) -> None:
         """Delete a collection with all its documents, tokens and index."""

@@ -5,7 +5,9 @@
 -- later) going on until enough pass; when no more documents pass than stage 1 would hand
 -- to stage 2, every one of them is scored exactly. Installed by migration 0005.
 
-DROP FUNCTION {schema}.search(text, halfvec[], integer, integer, integer, integer, boolean);
+-- IF EXISTS: migration 0006 runs this file again to go back to revision 0005
+DROP FUNCTION IF EXISTS {schema}.search(text, halfvec[], integer, integer, integer, integer,
+                                        boolean);
 
 CREATE OR REPLACE FUNCTION {schema}.search(
     collection text,

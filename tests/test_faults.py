@@ -8,6 +8,7 @@ client got a clear error (never a hang), reads were retried and writes were not.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -61,7 +62,8 @@ def crash(data_dir: Path) -> None:
     postmaster = psutil.Process(status["pid"])
     processes = [postmaster, *postmaster.children(recursive=True)]
     for process in processes:
-        process.send_signal(signal.SIGKILL)
+        with contextlib.suppress(psutil.NoSuchProcess):  # a backend may have just ended
+            process.send_signal(signal.SIGKILL)
     psutil.wait_procs(processes, timeout=10)
 
 

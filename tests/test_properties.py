@@ -12,8 +12,7 @@ Every test opens its own collections on the ``store`` fixture's fresh schema and
 examples in an inner ``@given`` function. Runs are derandomised, so CI sees the same examples
 every time. ``BAD_INPUTS_TRIED`` counts the bad inputs refused (tests/conftest.py prints it).
 
-Bugs in code this file's author could not change are pinned by the ``xfail(strict=True)``
-tests at the end: each names the file and the fix; remove the mark when it is fixed.
+The bugs these properties found are pinned by plain tests at the end.
 """
 
 from __future__ import annotations
@@ -758,7 +757,7 @@ SQL_PARAMETERS = {
     "search_hybrid": {
         "collection": SQL_COLLECTION, "query": SQL_QUERY, "query_text": SQL_TEXT, "k": SQL_K,
         "fusion": SQL_FUSION, "weight": SQL_WEIGHT,
-        "depth": (st.integers(1, 5000), SQL_DEPTH[1]),  # deeper: see the xfail test below
+        "depth": (st.integers(1, MAX_K), SQL_DEPTH[1]),
         "rrf_k": SQL_RRF_K, "filter": SQL_FILTER,
     },
     "maxsim": {"query": SQL_QUERY, "collection": SQL_COLLECTION, "id": SQL_ID},
@@ -780,9 +779,6 @@ def sql_calls(draw: st.DrawFn) -> tuple[str, dict[str, Arg]]:
         name: draw(bad_values) if name in bad else (draw(ok), "ok")
         for name, (ok, bad_values) in parameters.items()
     }
-    k, kind = args.get("k", (None, ""))
-    if function == "search" and kind == "ok" and args["rerank_depth"][0] is None and k > 5000:
-        args["k"] = (k % 5000 + 1, kind)  # refused without cause: see the xfail test below
     return function, args
 
 
@@ -1014,7 +1010,7 @@ def test_cli_ingest_stops_or_skips_bad_lines(
     check()
 
 
-# --- known bugs in files this test's author may not change -------------------------------
+# --- bugs these properties found, pinned -------------------------------------------------
 
 
 @pytest.fixture
@@ -1022,26 +1018,14 @@ def coll(store: lip.Store) -> Iterator[lip.Collection]:
     yield seed_collection(store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="collection.py Collection.delete iterates ids without a check: delete(None) and "
-    "delete(5) raise TypeError; wanted InvalidInput('ids must be a str or a list of str')",
-)
 @pytest.mark.parametrize("ids", [None, 5])
-def test_known_bug_delete_non_iterable(coll: lip.Collection, ids: Any) -> None:
+def test_delete_refuses_ids_that_are_not_a_list(coll: lip.Collection, ids: Any) -> None:
     with pytest.raises(lip.InvalidInput):
         coll.delete(ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="store.py check_collection_name and Store._check_text_search_config accept lone "
-    "surrogates, which psycopg cannot encode; wanted InvalidInput (ingest.check_text)",
-)
 @pytest.mark.parametrize("option", ["name", "text_search_config"])
-def test_known_bug_store_surrogates(store: lip.Store, option: str) -> None:
+def test_store_refuses_lone_surrogates_in_names(store: lip.Store, option: str) -> None:
     with pytest.raises(lip.InvalidInput):
         if option == "name":
             store.collection("bad\ud800", dim=DIM)
@@ -1049,73 +1033,32 @@ def test_known_bug_store_surrogates(store: lip.Store, option: str) -> None:
             store.collection("fresh", dim=DIM, text_search_config="bad\ud800")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="store.py Store.collection compares hnsw_m and hnsw_ef_construction with ints "
-    "unchecked: a str raises TypeError; wanted InvalidInput",
-)
-def test_known_bug_store_hnsw_options_unchecked(store: lip.Store) -> None:
+def test_store_refuses_hnsw_options_of_other_types(store: lip.Store) -> None:
     with pytest.raises(lip.InvalidInput):
         store.collection("fresh", dim=DIM, hnsw_m="16")  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="collection.py search_hybrid_embeddings checks query_text for NUL only: a lone "
-    "surrogate raises UnicodeEncodeError; wanted InvalidInput (ingest.check_text)",
-)
-def test_known_bug_hybrid_query_text_surrogate(coll: lip.Collection) -> None:
+def test_hybrid_refuses_a_lone_surrogate_in_the_query_text(coll: lip.Collection) -> None:
     with pytest.raises(lip.InvalidInput):
         coll.search_hybrid_embeddings(np.ones((1, DIM)), "text \udc00")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=lip.InvalidInput,
-    reason="collection.py search_hybrid_embeddings: the late list's rerank_depth is "
-    "max(20 * k, depth), over 100000 for k > 5000, so a valid k is refused with a message "
-    "about rerank_depth; wanted min(MAX_K, ...)",
-)
-def test_known_bug_hybrid_large_k(coll: lip.Collection) -> None:
+def test_hybrid_takes_any_k(coll: lip.Collection) -> None:
     hits = coll.search_hybrid_embeddings(np.ones((1, DIM)), "text", k=6000)
     assert len(hits) == N_DOCS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=psycopg.errors.StatementTooComplex,
-    reason="sql/0005_real_collections.sql lexical_query ORs every word of the query text into "
-    "one tsquery, parsed recursively: about 20000 words exceed max_stack_depth (Python and SQL "
-    "hybrid search); wanted a cap on the words (or InvalidInput in Python)",
-)
-def test_known_bug_hybrid_huge_query_text(coll: lip.Collection) -> None:
+def test_hybrid_refuses_a_query_text_of_too_many_words(coll: lip.Collection) -> None:
     with pytest.raises(lip.InvalidInput):
         coll.search_hybrid_embeddings(np.ones((1, DIM)), " ".join(f"w{i}" for i in range(30_000)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=psycopg.errors.InvalidParameterValue,
-    reason="sql/0005_search.sql search(): the default rerank_depth greatest(200, 20 * k) "
-    "exceeds 100000 for k > 5000, so k in 5001..100000 is refused with a message about "
-    "rerank_depth; wanted least(100000, ...)",
-)
-def test_known_bug_sql_search_large_k(store: lip.Store, coll: lip.Collection) -> None:
+def test_sql_search_takes_any_k(store: lip.Store, coll: lip.Collection) -> None:
     rows = call_sql(store, "search", ["papers", _halfvecs(np.ones((1, DIM))), 6000])
     assert len(rows) == N_DOCS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="collection.py _check_k and _check_knob, store.py check_storage and the dim check "
-    "of Store.collection format the refused value with !r: an int of more than 4300 digits "
-    "makes repr() raise ValueError (int_max_str_digits) instead of InvalidInput; wanted a "
-    "message that does not repr huge ints (e.g. filters._short)",
-)
 @pytest.mark.parametrize("option", ["k", "ef_search"])
-def test_known_bug_huge_int_in_message(coll: lip.Collection, option: str) -> None:
+def test_huge_ints_are_refused_with_our_error(coll: lip.Collection, option: str) -> None:
     with pytest.raises(lip.InvalidInput):
         coll.search_embeddings(np.ones((1, DIM)), **{option: 10**5000})

@@ -16,6 +16,8 @@ Every error the library raises on purpose derives from :class:`LateInteractError
     │                            model checkpoint cannot be found or read
     ├── PermissionDenied         this database role may not do that (e.g. a read-only role
     │                            writing); the transaction was rolled back
+    ├── InsecureSetup            a grant refused: the role could create objects where our
+    │                            functions or pgvector live, and so escalate
     └── InvalidInput (ValueError)
         ├── DimensionMismatch    a vector's width differs from the collection's dim
         └── DocumentReferenced   a write would break a foreign key of the application's
@@ -36,6 +38,7 @@ __all__ = [
     "EncoderMismatch",
     "EncoderUnavailable",
     "ExtensionMissing",
+    "InsecureSetup",
     "InvalidInput",
     "LateInteractError",
     "PermissionDenied",
@@ -88,6 +91,12 @@ class EncoderUnavailable(LateInteractError, ImportError):
 
 class PermissionDenied(LateInteractError, PermissionError):
     """The database role lacks a privilege for this operation (nothing was changed)."""
+
+
+class InsecureSetup(LateInteractError):
+    """A grant was refused, nothing changed: the role may create objects in our schema or
+    pgvector's, where it could shadow an operator or function a search calls and run code
+    with the rights of whoever searches."""
 
 
 class InvalidInput(LateInteractError, ValueError):

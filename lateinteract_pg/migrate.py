@@ -10,7 +10,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .errors import ExtensionMissing, InvalidInput, PermissionDenied, ServerError
+from .errors import (
+    ExtensionMissing,
+    InsecureSetup,
+    InvalidInput,
+    PermissionDenied,
+    ServerError,
+)
 
 __all__ = [
     "DEFAULT_SCHEMA",
@@ -322,8 +328,24 @@ def grant_read_only(dsn: str, role: str, schema: str = DEFAULT_SCHEMA) -> None:
         if current_revision(conn, schema) is None:
             raise InvalidInput(f"schema {schema!r} has no lateinteract_pg tables: migrate first")
         # by its exact name: GRANT would read "public" as every role
-        _role_oid(conn, role)
+        oid = _role_oid(conn, role)
         vector_schema = ensure_pgvector(conn)
+        writable = [
+            name
+            for name in dict.fromkeys([schema, vector_schema])
+            if conn.execute(
+                "SELECT pg_catalog.has_schema_privilege(%s::oid, %s, 'CREATE')", (oid, name)
+            ).fetchone()
+            == (True,)
+        ]
+        if writable:
+            raise InsecureSetup(
+                f"refusing to grant {role!r} read access: it may create objects in schema "
+                f"{' and '.join(writable)}, where our functions and pgvector's live, and could "
+                "shadow an operator or function that searches call, running code with the "
+                "rights of whoever searches. REVOKE CREATE ON SCHEMA ... FROM PUBLIC (and from "
+                "the role) first; nothing was granted"
+            )
         try:
             with conn.transaction():
                 conn.execute(

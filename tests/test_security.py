@@ -1157,7 +1157,7 @@ _SHADOWS = (
 )
 
 
-def test_where_others_may_create_next_to_pgvector_we_warn_and_the_doctor_is_not_fooled(
+def test_where_others_may_create_next_to_pgvector_we_warn_refuse_grants_and_doctor_reads_safely(
     roles: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """With CREATE on pgvector's schema for everyone (public before PostgreSQL 15), a role's
@@ -1181,6 +1181,19 @@ def test_where_others_may_create_next_to_pgvector_we_warn_and_the_doctor_is_not_
         assert [c["name"] for c in report["collections"]] == ["mt"]
         with psycopg.connect(admin) as conn:
             assert conn.execute("SELECT count(*) FROM public.eve_log").fetchone() == (0,)
+        # nor is a role that may plant such shadows granted read access: it would escalate
+        eve = conninfo_to_dict(roles["eve"])["user"]
+        acl = "SELECT nspacl::text FROM pg_namespace WHERE nspname = %s"
+        with psycopg.connect(admin) as conn:
+            before = conn.execute(acl, (SCHEMA,)).fetchone()
+        for grant in (
+            lambda: migrate.grant_read_only(admin, eve, SCHEMA),
+            lambda: migrate.grant_tenant(admin, eve, "acme", SCHEMA),
+        ):
+            with pytest.raises(lip.InsecureSetup, match="REVOKE CREATE ON SCHEMA"):
+                grant()
+        with psycopg.connect(admin) as conn:
+            assert conn.execute(acl, (SCHEMA,)).fetchone() == before
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(

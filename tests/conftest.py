@@ -92,8 +92,12 @@ def data_dir() -> Path:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """How many generated bad inputs tests/test_properties.py tried, when it ran."""
+    """How many generated bad inputs tests/test_properties.py tried and which faults
+    tests/test_faults.py survived, when they ran."""
     module = sys.modules.get("tests.test_properties") or sys.modules.get("test_properties")
     tried = getattr(module, "BAD_INPUTS_TRIED", 0)
     if tried:
         terminalreporter.write_line(f"bad inputs tried: {tried} (database unchanged after each)")
+    faults = sys.modules.get("tests.test_faults") or sys.modules.get("test_faults")
+    for line in getattr(faults, "FAULTS_SURVIVED", []):
+        terminalreporter.write_line(f"fault survived: {line}")

@@ -230,19 +230,17 @@ def load_command(
 ) -> None:
     """Load test: concurrent searchers and writers through one connection pool on a
     BEIR-layout collection for a bounded time; then every acknowledged write is checked.
-    Exits 1 on any error or lost write."""
-    from .load import LoadConfig, load_test, markdown
+    Exits 1 on any error, lost or wrong write, wrong counter or written document not found."""
+    from .load import LoadConfig, failures, load_test, markdown
 
-    config = LoadConfig(
-        searchers=searchers, writers=writers, seconds=seconds, pool_size=pool_size
-    )
+    config = LoadConfig(searchers=searchers, writers=writers, seconds=seconds, pool_size=pool_size)
     report = load_test(
         data_dir, config, dsn=dsn, limit_docs=limit_docs, model=model, out=out, echo=click.echo
     )
     click.echo(markdown(report))
-    check = report["writes_check"]
-    if report["errors"] or check["lost"] or check["deleted_but_present"] or check["wrong_content"]:
-        click.echo(f"load test FAILED: {report['first_error'] or check['examples']}", err=True)
+    problems = failures(report)
+    if problems:
+        click.echo(f"load test FAILED: {'; '.join(problems)}", err=True)
         sys.exit(1)
 
 

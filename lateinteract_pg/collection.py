@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from tqdm.auto import tqdm
 
 from . import candidates, filters, planner, pooling, rescore
+from .connections import write_errors
 from .errors import CollectionNotFound, EncoderMismatch, InvalidInput
 from .ingest import (
     Batch,
@@ -29,7 +30,7 @@ from .ingest import (
     validate_query,
 )
 from .maxsim import top_k
-from .store import check_candidate_index, retried_read, write_errors
+from .store import check_candidate_index, retried_read
 from .types import (
     TIERS,
     CandidateIndex,

@@ -214,12 +214,15 @@ _RESERVED = frozenset(
 @contextmanager
 def condition_errors(where: str | None) -> Iterator[None]:
     """Report a ``where`` fragment the server refuses (bad SQL, a missing parameter, a bad
-    cast) as InvalidInput; privilege errors pass through, and nothing is caught without
-    one (the filter language compiles to SQL that the server accepts)."""
+    cast), and our SQL functions' refusals, as InvalidInput; privilege errors pass through,
+    and nothing else is caught without a fragment (the filter language compiles to SQL that
+    the server accepts)."""
     try:
         yield
     except (psycopg.ProgrammingError, psycopg.DataError) as exc:
+        message = exc.diag.message_primary or str(exc)
+        if message.startswith("lateinteract: "):  # our SQL functions' refusals
+            raise InvalidInput(message.removeprefix("lateinteract: ")) from exc
         if where is None or isinstance(exc, psycopg.errors.InsufficientPrivilege):
             raise
-        message = exc.diag.message_primary or str(exc)
         raise InvalidInput(f"the search's where condition failed: {message}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -100,7 +101,9 @@ def _float32(value: Any, what: str) -> np.ndarray:
     """``value`` as a float32 array; real numbers only (no complex, strings or dates)."""
     try:
         raw = np.asarray(value)
-        if raw.dtype.kind not in "biufO":
+        if raw.dtype.kind not in "biufO" or (
+            raw.dtype.kind == "O" and not all(isinstance(x, numbers.Real) for x in raw.flat)
+        ):
             raise InvalidInput(f"{what} must hold real numbers, got an array of {raw.dtype}")
         with np.errstate(over="ignore", invalid="ignore"):  # found by the isfinite check
             return raw.astype(np.float32)

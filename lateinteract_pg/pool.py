@@ -15,7 +15,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from . import migrate
-from .store import Store, check_seconds, connection_options, resolve_dsn
+from .connections import check_seconds, connection_options, set_statement_timeout
+from .store import Store, resolve_dsn
 
 __all__ = ["open_pool", "pooled_store"]
 
@@ -35,7 +36,8 @@ def open_pool(
     ``dsn`` as in :func:`~lateinteract_pg.connect` (None: ``$LATEINTERACT_PG_DSN``, else the
     embedded server). Each connection is checked when borrowed (one round trip: a connection
     the server dropped, e.g. across a restart, is replaced instead of failing the caller)
-    and RESET when returned, so that one borrower's settings never reach the next.
+    and reset when returned (settings, ``SET ROLE``, temporary tables, advisory locks,
+    ``LISTEN``), so that nothing of one borrower's session reaches the next.
     ``statement_timeout``: seconds, on every connection. ``pool_options`` go to
     ``ConnectionPool`` (``timeout``, ``max_waiting``, ``max_lifetime``, ...). Close the
     pool when done (``pool.close()``, or use it as a context manager).
@@ -48,12 +50,14 @@ def open_pool(
 
     def configure(conn: psycopg.Connection[Any]) -> None:
         if timeout is not None:
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)", (str(round(timeout * 1000)),)
-            )
+            set_statement_timeout(conn, timeout)
 
     def reset(conn: psycopg.Connection[Any]) -> None:
-        conn.execute("RESET ALL")
+        # DISCARD ALL but psycopg's prepared statements, which it would no longer find
+        conn.execute(
+            "RESET ALL; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES; UNLISTEN *; "
+            "SELECT pg_catalog.pg_advisory_unlock_all()"
+        )
         configure(conn)
 
     return ConnectionPool(

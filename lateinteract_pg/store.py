@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,15 +19,22 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from . import migrate
+from .connections import (
+    RETRY_READS_S,
+    check_seconds,
+    connection_options,
+    ends_session,
+    in_transaction_block,
+    set_statement_timeout,
+    statement_timeout_error,
+    write_errors,
+)
 from .errors import (
     CollectionExists,
     CollectionNotFound,
     ConnectionLost,
-    DocumentReferenced,
     InvalidInput,
-    PermissionDenied,
     ServerError,
-    StatementTimeout,
 )
 from .ingest import check_text, short_repr
 from .pooling import MAX_POOL_FACTOR
@@ -49,17 +56,6 @@ _COLLECTION_COLUMNS = (
     "rescore_storage, text_search_config::text"
 )
 MAX_NAME_LENGTH = 200
-# libpq settings a DSN does not give: fail a connection attempt after 10 s instead of
-# waiting on an unreachable host, and notice a vanished server on an idle TCP connection
-# within a minute (libpq leaves keepalives at the OS's two hours); unix sockets ignore them
-CONNECT_DEFAULTS = {
-    "connect_timeout": "10",
-    "keepalives": "1",
-    "keepalives_idle": "30",
-    "keepalives_interval": "10",
-    "keepalives_count": "3",
-}
-RETRY_READS_S = 10.0  # how long a read that lost its connection is retried by default
 
 
 def connect(
@@ -157,83 +153,6 @@ def full_text_index_sql(schema: str, collection_id: int) -> sql.Composed:
     )
 
 
-def connection_options(dsn: str) -> dict[str, str]:
-    """The :data:`CONNECT_DEFAULTS` that ``dsn`` does not set itself."""
-    given = psycopg.conninfo.conninfo_to_dict(dsn)
-    return {name: value for name, value in CONNECT_DEFAULTS.items() if name not in given}
-
-
-def check_seconds(name: str, value: Any) -> float | None:
-    """A duration in seconds: None or a finite number >= 0."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e9:
-        raise InvalidInput(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
-    return float(value)
-
-
-def timed_out(exc: BaseException) -> bool:
-    """Whether ``exc`` is the server cancelling a statement for its statement_timeout."""
-    return isinstance(exc, psycopg.errors.QueryCanceled) and "statement timeout" in str(exc)
-
-
-def statement_timeout_error(what: str, exc: BaseException) -> StatementTimeout:
-    return StatementTimeout(
-        f"{what}: {exc} (statement_timeout); the transaction was rolled back: raise the timeout "
-        "(Store(statement_timeout=...), or SET statement_timeout) for long work"
-    )
-
-
-@contextmanager
-def write_errors(what: str, lost: Callable[[], bool] = lambda: False) -> Iterator[None]:
-    """Turn the server's refusals of a write into our errors; wrap the whole transaction, so
-    that they are raised after the rollback. ``lost`` tells whether the write's connection
-    is gone."""
-    try:
-        yield
-    except psycopg.errors.QueryCanceled as exc:
-        if not timed_out(exc):
-            raise
-        raise statement_timeout_error(what, exc) from exc
-    except psycopg.OperationalError as exc:
-        if not (lost() or _ends_session(exc)):
-            raise
-        raise ConnectionLost(
-            f"{what}: the connection to the server was lost ({str(exc).strip()}). The write "
-            "was not retried: it was rolled back, unless the connection broke while its COMMIT "
-            "was under way; look (get(), len()) before writing it again"
-        ) from exc
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise PermissionDenied(
-            f"{what}: {exc.diag.message_primary}: this role lacks the privilege; "
-            "nothing was changed"
-        ) from exc
-    except psycopg.errors.FeatureNotSupported as exc:
-        if "row-level security" not in (exc.diag.message_primary or ""):
-            raise
-        raise PermissionDenied(
-            f"{what}: {exc.diag.message_primary}: the tenants' row-level security applies to "
-            "this role; write as the tables' owner (or a role with BYPASSRLS); nothing was "
-            "changed"
-        ) from exc
-    except psycopg.errors.ReadOnlySqlTransaction as exc:
-        raise PermissionDenied(
-            f"{what}: this server is a read-only replica (or the transaction is read-only): "
-            "write to the primary; nothing was changed"
-        ) from exc
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise DocumentReferenced(
-            f"{what}: {exc.diag.message_primary}. {exc.diag.message_detail or ''} "
-            "Nothing was changed."
-        ) from exc
-
-
-def _ends_session(exc: psycopg.OperationalError) -> bool:
-    """Whether the server ended the session with ``exc`` (shutdown, crash recovery): the
-    connection is lost even where the socket is not closed yet."""
-    return isinstance(exc, (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown))
-
-
 def retried_read(method: Callable[..., T]) -> Callable[..., T]:
     """Make a read method of a Store or Collection retry on new connections when its
     connection to the server is lost (see :meth:`Store.read`)."""
@@ -292,6 +211,9 @@ class Store:
         self._settings: dict[int, dict[str, str]] = {}
         self._owns_connection = connection is None
         self._closed = False
+        self._reading = False  # inside read(): a nested read leaves a loss to the outer one
+        self._writing = 0  # depth of writing() blocks: no connection is replaced inside
+        self._told_lost: psycopg.Connection[Any] | None = None  # a loss the caller was told
         if connection is None:
             self._conn = self._open()
         else:
@@ -311,7 +233,8 @@ class Store:
         cls, connection: psycopg.Connection[Any], schema: str = migrate.DEFAULT_SCHEMA
     ) -> Store:
         """A Store on a connection someone else owns, such as a pool's."""
-        dsn = connection.info.dsn
+        info = connection.info
+        dsn = psycopg.conninfo.make_conninfo(info.dsn, password=info.password or None)
         return cls(dsn, schema, connection=connection)
 
     def _open(self) -> psycopg.Connection[Any]:
@@ -342,101 +265,176 @@ class Store:
             )
         )
         if self.statement_timeout is not None:
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)",
-                (str(round(self.statement_timeout * 1000)),),
-            )
+            set_statement_timeout(conn, self.statement_timeout)
         register_vector(conn)
         self._settings[id(conn)] = {}
         return conn
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
-        """The main connection; a lost one is replaced by a new one here, never in the middle
-        of an operation (which fails instead)."""
-        if self._conn.closed and self._owns_connection and not self._closed:
-            self._reconnect()
+        """The main connection. A lost one is replaced only where an operation begins (see
+        :meth:`read` and :meth:`writing`), never in the middle of one."""
         return self._conn
 
-    def _reconnect(self) -> None:
-        """Replace the lost main connection and drop lost reader connections."""
-        if self._conn.closed:
-            log.warning("the connection to the server was lost; opening a new one")
-            self._settings.pop(id(self._conn), None)
-            self._conn.close()
-            self._conn = self._open()
+    def _may_replace(self) -> bool:
+        """Whether a lost main connection may be replaced now: this Store opened it, is not
+        closed, and no transaction is open on it (ours, or the caller's until it has been
+        told: ConnectionLost ends the caller's block), whose remaining statements would
+        otherwise run on the new connection, outside it."""
+        return (
+            self._owns_connection
+            and not self._closed
+            and self._writing == 0
+            and (self._told_lost is self._conn or not in_transaction_block(self._conn))
+        )
+
+    def _lost_in_transaction(self, why: str) -> ConnectionLost:
+        self._told_lost = self._conn  # told once: the next call may replace it
+        return ConnectionLost(
+            f"the connection to the server was lost ({why}) inside a transaction, which "
+            "ended with it; nothing was retried"
+        )
+
+    def _replace_lost(self) -> None:
+        """At the start of an operation: drop lost reader connections, and replace a lost
+        main connection (ConnectionLost where it may not be replaced, or the server refuses)."""
         for reader in [r for r in self._readers if r.closed]:
             self._settings.pop(id(reader), None)
-            reader.close()
             self._readers.remove(reader)
+        if not self._conn.closed:
+            return
+        if self._closed:
+            raise InvalidInput("this Store is closed")
+        if not self._owns_connection:
+            raise ConnectionLost("the borrowed connection to the server was lost: borrow another")
+        if not self._may_replace():
+            raise self._lost_in_transaction("found closed")
+        log.warning("the connection to the server was lost; opening a new one")
+        self._settings.pop(id(self._conn), None)
+        self._conn = self._open()
+
+    def _told(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether ``conn`` is lost; if so, the write's ConnectionLost tells the caller."""
+        if conn.closed:
+            self._told_lost = conn
+        return conn.closed
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """Several writes (and reads) in one transaction, committed together at the end of
+        the block (a savepoint inside an enclosing one)::
+
+            with store.transaction():
+                coll.add_embeddings(["a"], [vectors])
+                coll.delete(["b"])
+
+        The server's refusals raise our errors after the rollback; a lost connection raises
+        ConnectionLost, nothing of the block is retried, and the next call opens a new one.
+        """
+        with self.writing("transaction") as conn:
+            yield conn
 
     def _lost(self) -> bool:
         return self._conn.closed or any(r.closed for r in self._readers)
 
     def read(self, read: Callable[[], T]) -> T:
-        """Run ``read``; when its connection to the server is lost, run it again on new
-        connections, for up to ``retry_reads`` seconds (the server may be restarting).
+        """Run ``read`` under the Store's lock; when its connection to the server is lost,
+        run it again on new connections for up to ``retry_reads`` seconds (the server may be
+        restarting).
 
-        Not retried: inside the caller's own transaction (which the lost connection ended),
-        and on a borrowed connection (its owner replaces it). Raises ConnectionLost then,
-        and once the time is up; StatementTimeout when the statement timeout cancelled it.
+        Not retried: inside a transaction (the caller's, which the loss ended), on a borrowed
+        connection (its owner replaces it) and once the time is up: ConnectionLost then.
+        StatementTimeout when the server cancelled a statement. A read inside another one
+        leaves a loss to the outer read.
         """
+        with self.lock:
+            if self._reading:  # this thread's outer read handles a loss
+                return read()
+            self._reading = True
+            try:
+                return self._read_retrying(read)
+            finally:
+                self._reading = False
+
+    def _read_retrying(self, read: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.retry_reads
         delay = 0.05
         while True:
-            own_transaction = self._conn.info.transaction_status not in (
-                psycopg.pq.TransactionStatus.IDLE,
-                psycopg.pq.TransactionStatus.UNKNOWN,  # a lost connection: reconnected below
-            )
             try:
+                self._replace_lost()
                 return read()
             except psycopg.errors.QueryCanceled as exc:
-                if not timed_out(exc):
-                    raise
                 raise statement_timeout_error("reading", exc) from exc
             except psycopg.OperationalError as exc:
-                if not (self._lost() or _ends_session(exc)):
+                if not (self._lost() or ends_session(exc)):
                     raise
-                why = str(exc).strip()
-                if own_transaction or not self._owns_connection:
-                    where = "your transaction" if own_transaction else "a borrowed connection"
-                    raise ConnectionLost(
-                        f"the connection to the server was lost ({why}) in {where}: not retried"
-                    ) from exc
-                while True:  # a new connection, as soon as the server takes one
-                    if time.monotonic() + delay > deadline:
-                        raise ConnectionLost(
-                            f"the connection to the server was lost ({why}) and the read "
-                            f"failed again for {self.retry_reads:g} s (retry_reads)"
-                        ) from exc
-                    log.warning("a read lost its connection (%s); retrying", why)
-                    time.sleep(delay)
-                    delay = min(2 * delay, 1.0)
-                    try:
-                        if _ends_session(exc):  # over, even if the socket is not closed yet
-                            self._conn.close()
-                        self._reconnect()
-                        break
-                    except ConnectionLost as again:
-                        why = str(again)
+                if ends_session(exc):  # over, even if the socket is not closed yet
+                    self._close_ended()
+                lost: Exception = exc
+            except ConnectionLost as exc:  # no new connection (yet), or may not replace
+                if not self._may_replace():
+                    raise
+                lost = exc
+            why = str(lost).strip()
+            if not self._owns_connection:
+                raise ConnectionLost(
+                    f"the borrowed connection to the server was lost ({why}): borrow another"
+                ) from lost
+            if not self._may_replace():
+                raise self._lost_in_transaction(why) from lost
+            if time.monotonic() + delay > deadline:
+                raise ConnectionLost(
+                    f"the connection to the server was lost ({why}) and the read failed again "
+                    f"for {self.retry_reads:g} s (retry_reads)"
+                ) from lost
+            log.warning("a read lost its connection (%s); retrying", why)
+            time.sleep(delay)
+            delay = min(2 * delay, 1.0)
+
+    def _close_ended(self) -> None:
+        """Close the connections whose session the server ended but that psycopg has not
+        noticed yet (a probe costs a round trip; closing an idle one costs a reconnect)."""
+        for conn in [self._conn, *self._readers]:
+            if not conn.closed:
+                try:
+                    conn.execute("SELECT 1")
+                except psycopg.OperationalError:
+                    conn.close()
 
     @contextmanager
     def writing(self, what: str) -> Iterator[psycopg.Connection[Any]]:
         """One write transaction on the main connection (a savepoint inside the caller's),
-        with the server's refusals turned into our errors. A connection found lost when the
-        transaction begins, before any of the write was sent, is replaced first; once the
-        write has begun, a lost connection raises ConnectionLost and nothing is retried."""
-        with self.lock, write_errors(what, lambda: self._conn.closed), ExitStack() as stack:
-            conn = self.conn
-            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            try:
-                stack.enter_context(conn.transaction())
-            except psycopg.OperationalError:
-                if not (idle and conn.closed and self._owns_connection):
-                    raise
-                conn = self.conn  # a new connection: nothing of the write had run
-                stack.enter_context(conn.transaction())
-            yield conn
+        under the Store's lock, with the server's refusals turned into our errors.
+
+        A connection found lost before the transaction begins is replaced first (nothing of
+        the write has been sent). Once it has begun, a lost connection raises ConnectionLost
+        and nothing is retried; the statements inside never move to another connection.
+        """
+        conn = self._conn
+        with self.lock, write_errors(what, lambda: self._told(conn)):
+            self._replace_lost()
+            conn = self._conn
+            fresh = not in_transaction_block(conn)
+            with ExitStack() as stack:
+                try:
+                    stack.enter_context(conn.transaction())
+                except psycopg.OperationalError:
+                    if not (fresh and conn.closed and self._may_replace()):
+                        raise
+                    self._replace_lost()  # a new connection: nothing of the write had run
+                    conn = self._conn
+                    stack.enter_context(conn.transaction())
+                self._writing += 1
+                try:
+                    yield conn
+                finally:
+                    self._writing -= 1
+            if conn.closed:  # psycopg leaves a block quietly on a lost connection
+                self._told_lost = conn
+                raise ConnectionLost(
+                    f"{what}: the connection to the server was lost before the COMMIT; nothing "
+                    "was written or retried"
+                )
 
     @property
     def iterative_scans(self) -> bool:
@@ -455,6 +453,7 @@ class Store:
         Only the main connection while it is inside a transaction, so that a search sees
         that transaction's own writes.
         """
+        self._readers = [r for r in self._readers if not r.closed]
         n = max(1, min(wanted, self.parallel))
         if n == 1 or (
             not self._snapshot_open
@@ -519,7 +518,10 @@ class Store:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.parallel - 1)
         futures = [self._pool.submit(task) for task in tasks[1:]]
-        first = tasks[0]()
+        try:
+            first = tasks[0]()
+        finally:  # none left running on a reader connection when this one failed
+            wait(futures)
         return [first, *(f.result() for f in futures)]
 
     @property

@@ -312,6 +312,70 @@ def test_a_killed_backend_fails_its_write_and_the_server_recovers(
     reader.close()
 
 
+def terminate(dsn: str, pid: int) -> None:
+    """End one session as an administrator would (pg_terminate_backend)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_lost_reader_connection_is_replaced_and_nested_reads_retry_once(
+    dsn: str, schema_name: str
+) -> None:
+    """A search's second connection (the probes split across two) lost: retried when
+    allowed, else ConnectionLost and the next search opens a new one; a hybrid search (a
+    read calling another read) is retried as a whole."""
+    store = lip.connect(dsn, schema=schema_name, parallel=2, retry_reads=0)
+    coll = store.collection("crash", dim=DIM)
+    add_batch(coll, 0)
+    query = tokens_of(10_000)[:8]
+    expected = [h.id for h in coll.search_embeddings(query, k=5, plan="index")]
+    hybrid = [h.id for h in coll.search_hybrid_embeddings(query, "document 7", k=5)]
+    terminate(dsn, store._readers[0].info.backend_pid)
+    with pytest.raises(lip.ConnectionLost, match="retry_reads"):
+        coll.search_embeddings(query, k=5, plan="index")
+    assert [h.id for h in coll.search_embeddings(query, k=5, plan="index")] == expected
+    store.retry_reads = 30
+    for search, answer in (
+        (lambda: coll.search_embeddings(query, k=5, plan="index"), expected),
+        (lambda: coll.search_hybrid_embeddings(query, "document 7", k=5), hybrid),
+    ):
+        terminate(dsn, store._readers[0].info.backend_pid)
+        assert [h.id for h in search()] == answer
+        terminate(dsn, store.conn.info.backend_pid)
+        assert [h.id for h in search()] == answer
+    FAULTS_SURVIVED.append(
+        "a search's second connection terminated: with retry_reads=0 ConnectionLost, then the "
+        "next search answered on a new one; with retries, searches and hybrid searches "
+        "answered as before after either connection was terminated"
+    )
+    store.close()
+
+
+def test_a_transaction_that_lost_its_connection_writes_nothing(dsn: str, schema_name: str) -> None:
+    """A connection lost inside store.transaction(): ConnectionLost, none of the block's
+    writes committed, none carried on over a new connection; the next call opens one."""
+    store = lip.connect(dsn, schema=schema_name)
+    coll = store.collection("crash", dim=DIM)
+    add_batch(coll, 0)
+    with pytest.raises(lip.ConnectionLost), store.transaction():
+        coll.add_embeddings(["t1"], [tokens_of(5000)])
+        terminate(dsn, store.conn.info.backend_pid)
+        coll.add_embeddings(["t2"], [tokens_of(5001)])
+    assert coll.get("t1") is None and coll.get("t2") is None
+    with store.transaction():  # a new connection; both writes commit together
+        coll.add_embeddings(["t1"], [tokens_of(5000)])
+        coll.delete(["d0"])
+    assert coll.get("t1") is not None and coll.get("d0") is None
+    assert len(coll) == BATCH_DOCS
+    FAULTS_SURVIVED.append(
+        "connection terminated inside store.transaction() between two writes: ConnectionLost, "
+        "neither write committed, the second never ran on a new connection"
+    )
+    store.close()
+    with pytest.raises(lip.InvalidInput, match="closed"):
+        coll.get("t1")
+
+
 def test_statement_timeouts_cancel_reads_and_writes(dsn: str, schema_name: str) -> None:
     """A statement over the Store's statement_timeout is cancelled with StatementTimeout and
     nothing is written; a lock held elsewhere makes each wait past it."""

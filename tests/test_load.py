@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import lateinteract_pg as lip
 from lateinteract_pg.cli import cli
-from lateinteract_pg.load import ID_PREFIX, LoadConfig, run_load
+from lateinteract_pg.load import ID_PREFIX, LoadConfig, failures, run_load
 
 DIM = 16
 
@@ -40,12 +40,18 @@ def test_pooled_stores_share_connections_and_reset_settings(pg_dsn: str, schema_
             coll = store.collection("pooled", create=False)
             assert len(coll.search_embeddings(matrices(1, 1)[0], k=2)) == 2
             store.conn.execute("SET work_mem = '7MB'")
+            store.conn.execute("CREATE TEMP TABLE leftover ()")
+            store.conn.execute("SELECT set_config('role', current_user, false)")  # SET ROLE
             assert store.parallel == 1
         seen = set()
         for _ in range(4):  # every connection of the pool: reset, the timeout kept
             with lip.pooled_store(pool, schema_name) as store:
                 seen.add(store.conn.info.backend_pid)
                 assert store.conn.execute("SHOW work_mem").fetchone() != ("7MB",)
+                assert store.conn.execute("SELECT to_regclass('pg_temp.leftover')").fetchone() == (
+                    None,
+                )
+                assert store.conn.execute("SHOW role").fetchone() == ("none",)
                 assert store.conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
         assert len(seen) == 2  # the pool hands its connections round
     with psycopg.connect(pg_dsn) as conn, pytest.raises(lip.InvalidInput, match="autocommit"):
@@ -62,6 +68,7 @@ def test_a_short_load_loses_no_write(pg_dsn: str, schema_name: str) -> None:
         pg_dsn, schema_name, "load", matrices(10, 3), documents, config, echo=lambda _: None
     )
     check = report["writes_check"]
+    assert failures(report) == []
     assert report["errors"] == 0, report["first_error"]
     assert report["searches"] > 0 and report["writes"] > 0
     assert {"search (python)", "search (sql)"} <= set(report["operations"])

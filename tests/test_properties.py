@@ -1024,6 +1024,11 @@ def test_delete_refuses_ids_that_are_not_a_list(coll: lip.Collection, ids: Any) 
         coll.delete(ids)
 
 
+def test_object_arrays_of_strings_are_refused(coll: lip.Collection) -> None:
+    with pytest.raises(lip.InvalidInput, match="real numbers"):
+        coll.add_embeddings(["s"], [np.array([["0.5"] * DIM], dtype=object)])
+
+
 @pytest.mark.parametrize("option", ["name", "text_search_config"])
 def test_store_refuses_lone_surrogates_in_names(store: lip.Store, option: str) -> None:
     with pytest.raises(lip.InvalidInput):
@@ -1048,9 +1053,16 @@ def test_hybrid_takes_any_k(coll: lip.Collection) -> None:
     assert len(hits) == N_DOCS
 
 
-def test_hybrid_refuses_a_query_text_of_too_many_words(coll: lip.Collection) -> None:
-    with pytest.raises(lip.InvalidInput):
-        coll.search_hybrid_embeddings(np.ones((1, DIM)), " ".join(f"w{i}" for i in range(30_000)))
+@pytest.mark.parametrize(
+    "text",
+    [
+        " ".join(f"w{i}" for i in range(30_000)),
+        " ".join(["state-of-the-art"] * 800),  # 800 words, but 3,200 lexemes for the server
+    ],
+)
+def test_hybrid_refuses_a_query_text_of_too_many_words(coll: lip.Collection, text: str) -> None:
+    with pytest.raises(lip.InvalidInput, match="1000 words"):
+        coll.search_hybrid_embeddings(np.ones((1, DIM)), text)
 
 
 def test_sql_search_takes_any_k(store: lip.Store, coll: lip.Collection) -> None:

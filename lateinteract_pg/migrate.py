@@ -57,44 +57,33 @@ SQL_DIR = _resource_dir("_sql", "sql")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def check_schema_name(schema: str) -> str:
-    """Return ``schema`` if it is a usable identifier; raise InvalidInput otherwise.
-
-    Quotes, spaces and capitals are fine (names are always composed as identifiers); ``%``
-    is refused, because psycopg would read it as a parameter placeholder inside a query.
-    """
-    if not isinstance(schema, str) or not schema:
-        raise InvalidInput(f"schema name must be 1-63 bytes, got {schema!r}")
-    if "%" in schema or _CONTROL.search(schema):
+def _check_identifier(name: Any, what: str) -> str:
+    """``name`` if it can be composed as a SQL identifier as given: 1-63 bytes of valid
+    unicode (PostgreSQL would silently truncate a longer one), without ``%`` (psycopg would
+    read it as a placeholder inside a query) or control characters (a line break could end a
+    SQL comment)."""
+    if not isinstance(name, str) or not name or "%" in name or _CONTROL.search(name):
         raise InvalidInput(
-            f"schema name must not contain '%' or control characters, got {schema!r}"
+            f"{what} must be 1-63 bytes without '%' or control characters, got {name!r}"
         )
     try:
-        size = len(schema.encode("utf-8"))
+        size = len(name.encode("utf-8"))
     except UnicodeEncodeError as exc:
-        raise InvalidInput(f"schema name {schema!r} is not valid unicode: {exc.reason}") from exc
+        raise InvalidInput(f"{what} {name!r} is not valid unicode: {exc.reason}") from exc
     if size > 63:
-        raise InvalidInput(f"schema name must be 1-63 bytes, got {schema!r}")
-    return schema
+        raise InvalidInput(f"{what} must be 1-63 bytes, got {name!r}")
+    return name
+
+
+def check_schema_name(schema: str) -> str:
+    """Return ``schema`` if it is a usable identifier; raise InvalidInput otherwise. Quotes,
+    spaces and capitals are fine: names are always composed as identifiers."""
+    return _check_identifier(schema, "schema name")
 
 
 def check_role_name(role: Any) -> str:
-    """Return ``role`` if it can name a role as given; raise InvalidInput otherwise.
-
-    At most 63 bytes: PostgreSQL would silently truncate a longer name in a GRANT, and so
-    grant to another role than the one named.
-    """
-    if not isinstance(role, str) or not role or "%" in role or _CONTROL.search(role):
-        raise InvalidInput(
-            f"role must be a non-empty name without '%' or control characters, got {role!r}"
-        )
-    try:
-        size = len(role.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(f"role {role!r} is not valid unicode: {exc.reason}") from exc
-    if size > 63:
-        raise InvalidInput(f"role must be a name of at most 63 bytes, got {role!r}")
-    return role
+    """Return ``role`` if it can name a role as given; raise InvalidInput otherwise."""
+    return _check_identifier(role, "role")
 
 
 # passwords in connection strings: URI user info, URI query parameters, keyword=value pairs,

@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 from pgvector import HalfVector
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from . import metrics
 from .errors import InvalidInput
 from .pool import open_pool, pooled_store
+from .store import Store, connect
 
 __all__ = ["LoadConfig", "load_test", "run_load"]
 
@@ -137,7 +139,7 @@ def run_load(
 
 
 def _search_loop(
-    pool: Any,
+    pool: ConnectionPool,
     schema: str,
     collection: str,
     queries: Sequence[np.ndarray],
@@ -172,7 +174,7 @@ def _search_loop(
 
 
 def _write_loop(
-    pool: Any,
+    pool: ConnectionPool,
     schema: str,
     collection: str,
     documents: Sequence[np.ndarray],
@@ -219,7 +221,7 @@ def _write_loop(
 
 
 def _check_writes(
-    store: Any,
+    store: Store,
     collection: str,
     workers: list[_Worker],
     documents: Sequence[np.ndarray],
@@ -284,7 +286,7 @@ def _check_writes(
     }
 
 
-def _remove_written(store: Any, collection: str) -> None:
+def _remove_written(store: Store, collection: str) -> None:
     coll = store.collection(collection, create=False)
     ids = [
         r[0]
@@ -365,7 +367,6 @@ def load_test(
     ``out``."""
     from .bench import BENCH_SCHEMA, BenchConfig, _ingest, encode_collection
     from .datasets import load_beir
-    from .store import connect
 
     data = load_beir(data_dir, limit_docs=limit_docs)
     bench = BenchConfig(data_dir=data_dir, dsn=dsn, model=model, limit_docs=limit_docs)

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from tqdm.auto import tqdm
 
 from . import candidates, filters, planner, pooling, rescore
-from .connections import write_errors
+from .connections import is_lost, write_errors
 from .errors import CollectionNotFound, EncoderMismatch, InvalidInput
 from .ingest import (
     Batch,
@@ -705,7 +705,7 @@ class Collection:
                 "SELECT n_dead_tup FROM pg_stat_all_tables WHERE relid = %s::regclass",
                 (self._tokens.as_string(conn),),
             ).fetchone()
-            with write_errors(f"compacting {self.name!r}", lambda: conn.closed):
+            with write_errors(f"compacting {self.name!r}", lambda: is_lost(conn)):
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._tokens))
                 conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(self._documents))
                 if reindex:

@@ -22,8 +22,8 @@ __all__ = [
     "RETRY_READS_S",
     "check_seconds",
     "connection_options",
-    "ends_session",
     "in_transaction_block",
+    "is_lost",
     "set_statement_timeout",
     "statement_timeout_error",
     "write_errors",
@@ -75,10 +75,20 @@ def statement_timeout_error(what: str, exc: psycopg.errors.QueryCanceled) -> Sta
     )
 
 
-def ends_session(exc: psycopg.OperationalError) -> bool:
-    """Whether the server ended the session with ``exc`` (shutdown, crash recovery): the
-    connection is lost even where the socket is not closed yet."""
-    return isinstance(exc, (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown))
+def is_lost(conn: psycopg.Connection[Any]) -> bool:
+    """Whether ``conn`` is gone, after an OperationalError: closed, or failing a probe (the
+    server may have ended the session, or the socket closed, before psycopg noticed); a lost
+    one is closed."""
+    if conn.closed:
+        return True
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        conn.close()
+        return True
+    except psycopg.Error:  # alive, in a failed transaction
+        return False
+    return False
 
 
 def in_transaction_block(conn: psycopg.Connection[Any]) -> bool:
@@ -96,14 +106,14 @@ def in_transaction_block(conn: psycopg.Connection[Any]) -> bool:
 @contextmanager
 def write_errors(what: str, lost: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Turn the server's refusals of a write into our errors; wrap the whole transaction, so
-    that they are raised after the rollback. ``lost`` tells whether the write's connection
-    is gone."""
+    that they are raised after the rollback. ``lost`` tells, after an OperationalError,
+    whether the write's connection is gone (see :func:`is_lost`)."""
     try:
         yield
     except psycopg.errors.QueryCanceled as exc:
         raise statement_timeout_error(what, exc) from exc
     except psycopg.OperationalError as exc:
-        if not (lost() or ends_session(exc)):
+        if not lost():
             raise
         raise ConnectionLost(
             f"{what}: the connection to the server was lost ({str(exc).strip()}). The write "

@@ -38,6 +38,7 @@ WRITE_KINDS = ["add", "replace", "delete"]
 WRITE_SHARES = [0.6, 0.25, 0.15]
 ID_PREFIX = "load:"  # the writers' documents, removed after the run
 READBACK_SAMPLE = 20  # written documents searched for afterwards
+READBACK_K = 100  # ... among this many hits: other writes may have copied the same matrix
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ def _check_writes(
     readable = 0
     for doc_id in sample:
         source = documents[expected[doc_id][1]]  # type: ignore[index]
-        hits = coll.search_embeddings(source[:32], k=k)
+        hits = coll.search_embeddings(source[:32], k=max(k, READBACK_K))
         readable += any(h.id == doc_id for h in hits)
     return {
         "writes_acknowledged": sum(len(w.expected) for w in workers),

@@ -23,8 +23,8 @@ from .connections import (
     RETRY_READS_S,
     check_seconds,
     connection_options,
-    ends_session,
     in_transaction_block,
+    is_lost,
     set_statement_timeout,
     statement_timeout_error,
     write_errors,
@@ -315,9 +315,10 @@ class Store:
 
     def _told(self, conn: psycopg.Connection[Any]) -> bool:
         """Whether ``conn`` is lost; if so, the write's ConnectionLost tells the caller."""
-        if conn.closed:
+        if is_lost(conn):
             self._told_lost = conn
-        return conn.closed
+            return True
+        return False
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -335,7 +336,9 @@ class Store:
             yield conn
 
     def _lost(self) -> bool:
-        return self._conn.closed or any(r.closed for r in self._readers)
+        """After an OperationalError: whether one of the connections is gone (each probed;
+        the lost ones closed)."""
+        return any([is_lost(conn) for conn in [self._conn, *self._readers]])
 
     def read(self, read: Callable[[], T]) -> T:
         """Run ``read`` under the Store's lock; when its connection to the server is lost,
@@ -366,10 +369,8 @@ class Store:
             except psycopg.errors.QueryCanceled as exc:
                 raise statement_timeout_error("reading", exc) from exc
             except psycopg.OperationalError as exc:
-                if not (self._lost() or ends_session(exc)):
+                if not self._lost():
                     raise
-                if ends_session(exc):  # over, even if the socket is not closed yet
-                    self._close_ended()
                 lost: Exception = exc
             except ConnectionLost as exc:  # no new connection (yet), or may not replace
                 if not self._may_replace():
@@ -390,16 +391,6 @@ class Store:
             log.warning("a read lost its connection (%s); retrying", why)
             time.sleep(delay)
             delay = min(2 * delay, 1.0)
-
-    def _close_ended(self) -> None:
-        """Close the connections whose session the server ended but that psycopg has not
-        noticed yet (a probe costs a round trip; closing an idle one costs a reconnect)."""
-        for conn in [self._conn, *self._readers]:
-            if not conn.closed:
-                try:
-                    conn.execute("SELECT 1")
-                except psycopg.OperationalError:
-                    conn.close()
 
     @contextmanager
     def writing(self, what: str) -> Iterator[psycopg.Connection[Any]]:

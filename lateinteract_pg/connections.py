@@ -40,6 +40,12 @@ CONNECT_DEFAULTS = {
     "keepalives_count": "3",
 }
 RETRY_READS_S = 10.0  # how long a read that lost its connection is retried by default
+# FATAL errors ending the session that are not OperationalErrors (SQLSTATE class 25)
+SESSION_TIMEOUTS = tuple(
+    getattr(psycopg.errors, name)
+    for name in ("IdleInTransactionSessionTimeout", "TransactionTimeout")
+    if hasattr(psycopg.errors, name)
+)
 
 
 def connection_options(dsn: str) -> dict[str, str]:
@@ -112,7 +118,7 @@ def write_errors(what: str, lost: Callable[[], bool] = lambda: False) -> Iterato
         yield
     except psycopg.errors.QueryCanceled as exc:
         raise statement_timeout_error(what, exc) from exc
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, *SESSION_TIMEOUTS) as exc:
         if not lost():
             raise
         raise ConnectionLost(

@@ -60,6 +60,8 @@ class ConnectionLost(ServerError):
     ``Store(retry_reads=...)``); a write never is: it was rolled back, unless the connection
     broke while its COMMIT was under way, so look before writing it again."""
 
+    in_transaction = False  # lost inside a transaction: never retried
+
 
 class StatementTimeout(LateInteractError, TimeoutError):
     """A statement ran longer than the session's ``statement_timeout`` and was cancelled; its

@@ -36,8 +36,9 @@ def open_pool(
     ``dsn`` as in :func:`~lateinteract_pg.connect` (None: ``$LATEINTERACT_PG_DSN``, else the
     embedded server). Each connection is checked when borrowed (one round trip: a connection
     the server dropped, e.g. across a restart, is replaced instead of failing the caller)
-    and reset when returned (settings, ``SET ROLE``, temporary tables, advisory locks,
-    ``LISTEN``), so that nothing of one borrower's session reaches the next.
+    and reset when returned (session authorization, settings, ``SET ROLE``, held cursors,
+    temporary tables, advisory locks, ``LISTEN``), so that nothing of one borrower's session
+    reaches the next.
     ``statement_timeout``: seconds, on every connection. ``pool_options`` go to
     ``ConnectionPool`` (``timeout``, ``max_waiting``, ``max_lifetime``, ...). Close the
     pool when done (``pool.close()``, or use it as a context manager).
@@ -55,7 +56,8 @@ def open_pool(
     def reset(conn: psycopg.Connection[Any]) -> None:
         # DISCARD ALL but psycopg's prepared statements, which it would no longer find
         conn.execute(
-            "RESET ALL; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES; UNLISTEN *; "
+            "SET SESSION AUTHORIZATION DEFAULT; CLOSE ALL; RESET ALL; RESET ROLE; DISCARD TEMP; "
+            "DISCARD SEQUENCES; UNLISTEN *; "
             "SELECT pg_catalog.pg_advisory_unlock_all()"
         )
         configure(conn)

@@ -250,10 +250,14 @@ class Store:
                 f"cannot connect to the server: {migrate.redact_dsn(str(exc).strip())}"
             ) from None  # psycopg's own message is not shown again
         try:
-            return self._configure(conn)
+            conn = self._configure(conn)
         except BaseException:
             conn.close()
             raise
+        if self._closed:  # close() ran meanwhile, on another thread
+            conn.close()
+            raise InvalidInput("this Store is closed")
+        return conn
 
     def _configure(self, conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
         """Our search path, the vector types and the statement timeout on ``conn``."""
@@ -290,10 +294,12 @@ class Store:
 
     def _lost_in_transaction(self, why: str) -> ConnectionLost:
         self._told_lost = self._conn  # told once: the next call may replace it
-        return ConnectionLost(
+        error = ConnectionLost(
             f"the connection to the server was lost ({why}) inside a transaction, which "
             "ended with it; nothing was retried"
         )
+        error.in_transaction = True
+        return error
 
     def _replace_lost(self) -> None:
         """At the start of an operation: drop lost reader connections, and replace a lost
@@ -301,10 +307,10 @@ class Store:
         for reader in [r for r in self._readers if r.closed]:
             self._settings.pop(id(reader), None)
             self._readers.remove(reader)
-        if not self._conn.closed:
-            return
         if self._closed:
             raise InvalidInput("this Store is closed")
+        if not self._conn.closed:
+            return
         if not self._owns_connection:
             raise ConnectionLost("the borrowed connection to the server was lost: borrow another")
         if not self._may_replace():
@@ -368,12 +374,12 @@ class Store:
                 return read()
             except psycopg.errors.QueryCanceled as exc:
                 raise statement_timeout_error("reading", exc) from exc
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:  # e.g. a snapshot gone with its exporting connection
                 if not self._lost():
                     raise
                 lost: Exception = exc
             except ConnectionLost as exc:  # no new connection (yet), or may not replace
-                if not self._may_replace():
+                if exc.in_transaction or not self._may_replace():
                     raise
                 lost = exc
             why = str(lost).strip()
@@ -410,6 +416,8 @@ class Store:
                 try:
                     stack.enter_context(conn.transaction())
                 except psycopg.OperationalError:
+                    if fresh and conn.closed:  # psycopg still counts the block it could not begin
+                        self._told_lost = conn
                     if not (fresh and conn.closed and self._may_replace()):
                         raise
                     self._replace_lost()  # a new connection: nothing of the write had run
@@ -791,6 +799,7 @@ class Store:
 
     # --- replicas ----------------------------------------------------------------------
 
+    @retried_read
     def wal_position(self) -> str:
         """The primary's current WAL position (an LSN such as ``"0/3000060"``): everything
         committed so far is before it. Hand it to a replica's :meth:`wait_for_replay`."""
@@ -805,10 +814,12 @@ class Store:
         replica."""
         started = time.monotonic()
         while True:
-            row = self.conn.execute(
-                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= %s::pg_lsn",
-                (position,),
-            ).fetchone()
+            row = self.read(
+                lambda: self.conn.execute(
+                    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                    (position,),
+                ).fetchone()
+            )
             assert row is not None
             if not row[0]:
                 raise ServerError("wait_for_replay: this server is not a replica")

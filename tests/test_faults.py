@@ -351,6 +351,24 @@ def test_a_lost_reader_connection_is_replaced_and_nested_reads_retry_once(
     store.close()
 
 
+def test_a_write_whose_connection_died_while_idle_begins_on_a_new_one(
+    dsn: str, schema_name: str
+) -> None:
+    """The first write after the server dropped an idle connection: nothing of it had been
+    sent when BEGIN failed, so it is begun on a new connection and succeeds."""
+    store = lip.connect(dsn, schema=schema_name)
+    coll = store.collection("crash", dim=DIM)
+    add_batch(coll, 0)
+    terminate(dsn, store.conn.info.backend_pid)
+    assert coll.delete(["d1"]) == 1
+    terminate(dsn, store.conn.info.backend_pid)
+    with store.transaction():
+        coll.delete(["d2"])
+        coll.delete(["d3"])
+    assert len(coll) == BATCH_DOCS - 3
+    store.close()
+
+
 def test_a_transaction_that_lost_its_connection_writes_nothing(dsn: str, schema_name: str) -> None:
     """A connection lost inside store.transaction(): ConnectionLost, none of the block's
     writes committed, none carried on over a new connection; the next call opens one."""

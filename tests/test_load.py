@@ -54,6 +54,10 @@ def test_pooled_stores_share_connections_and_reset_settings(pg_dsn: str, schema_
                 assert store.conn.execute("SHOW role").fetchone() == ("none",)
                 assert store.conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
         assert len(seen) == 2  # the pool hands its connections round
+        with lip.pooled_store(pool, schema_name) as store:
+            returned = store.collection("pooled", create=False)
+        with pytest.raises(lip.InvalidInput, match="closed"):  # its connection is lent again
+            returned.get("a")
     with psycopg.connect(pg_dsn) as conn, pytest.raises(lip.InvalidInput, match="autocommit"):
         lip.Store.over(conn, schema_name)
 

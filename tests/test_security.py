@@ -42,6 +42,7 @@ from tests.conftest import _drop_schema
 from tests.test_deploy import (  # noqa: F401
     PASSWORD,
     database,
+    drop_roles,
     make_role,
     superuser_dsn,
     user_of,
@@ -822,13 +823,7 @@ def roles(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:  # noq
     yield {"owner": owner, "alice": alice, "bob": bob, "eve": eve, "database": database}
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SCHEMA)))
-    roles_ = [alice, bob, eve, owner]
-    with psycopg.connect(database, autocommit=True) as conn:
-        for dsn in roles_:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user_of(dsn))))
-    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-        for dsn in roles_:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user_of(dsn))))
+    drop_roles(superuser_dsn, database, alice, bob, eve, owner)
 
 
 def role_conn(dsn: str) -> psycopg.Connection[Any]:
@@ -1279,9 +1274,10 @@ def test_redact_dsn_masks_every_form_of_password() -> None:
         f"sslpassword={SECRET} host=db": "sslpassword=**** host=db",
         f"{{'password': '{SECRET}', 'host': 'db'}}": "{'password': '****', 'host': 'db'}",
         f'in URI: "postgresql://u:{SECRET}@[bad/db"': 'in URI: "postgresql://u:****@[bad/db"',
-        "postgresql://postgres@/postgres?host=/tmp/x&port=5432":
-            "postgresql://postgres@/postgres?host=/tmp/x&port=5432",
-        "host=/tmp/x port=5432 user=postgres": "host=/tmp/x port=5432 user=postgres",
+        "postgresql://postgres@/postgres?host=/var/run/postgresql&port=5432":
+            "postgresql://postgres@/postgres?host=/var/run/postgresql&port=5432",
+        "host=/var/run/postgresql port=5432 user=postgres":
+            "host=/var/run/postgresql port=5432 user=postgres",
     }  # fmt: skip
     for dsn, expected in cases.items():
         assert redact_dsn(dsn) == expected

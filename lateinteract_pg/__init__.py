@@ -3,13 +3,15 @@
 >>> import lateinteract_pg as lip
 >>> store = lip.connect()                               # doctest: +SKIP
 >>> coll = store.collection("papers", dim=128)          # doctest: +SKIP
+>>> lip.maxsim([[1.0, 0.0]], [[0.6, 0.8], [1.0, 0.0]])  # the exact reference, in numpy
+1.0
 """
 
-from .colbert import ColBERTEncoder
 from .collection import Collection
-from .encoders import TokenEncoder
+from .encoders import ColBERTEncoder, CrossEncoder, Encoder, TokenEncoder, load_encoder
 from .errors import (
     CollectionExists,
+    CollectionMismatch,
     CollectionNotFound,
     ConnectionLost,
     DimensionMismatch,
@@ -26,9 +28,16 @@ from .errors import (
 )
 from .maxsim import maxsim
 from .pool import open_pool, pooled_store
-from .rerank import CrossEncoder
 from .store import Store, connect
-from .types import CollectionInfo, CompactStats, Document, Hit, SearchStats, TokenMatch
+from .types import (
+    CollectionInfo,
+    CompactStats,
+    Document,
+    Hit,
+    IngestStats,
+    SearchStats,
+    TokenMatch,
+)
 
 __version__ = "0.1.0"
 
@@ -37,6 +46,7 @@ __all__ = [
     "Collection",
     "CollectionExists",
     "CollectionInfo",
+    "CollectionMismatch",
     "CollectionNotFound",
     "CompactStats",
     "ConnectionLost",
@@ -44,10 +54,12 @@ __all__ = [
     "DimensionMismatch",
     "Document",
     "DocumentReferenced",
+    "Encoder",
     "EncoderMismatch",
     "EncoderUnavailable",
     "ExtensionMissing",
     "Hit",
+    "IngestStats",
     "InsecureSetup",
     "InvalidInput",
     "LateInteractError",
@@ -59,6 +71,7 @@ __all__ = [
     "TokenEncoder",
     "TokenMatch",
     "connect",
+    "load_encoder",
     "maxsim",
     "open_pool",
     "pooled_store",

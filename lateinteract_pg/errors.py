@@ -10,7 +10,8 @@ Every error the library raises on purpose derives from :class:`LateInteractError
     │   (TimeoutError)           transaction was rolled back
     ├── ExtensionMissing         pgvector is not installed in the database, or too old
     ├── CollectionNotFound       no collection of that name
-    ├── CollectionExists         a collection of that name exists with other settings
+    ├── CollectionExists         deprecated parent of CollectionMismatch (one release)
+    │   └── CollectionMismatch   a collection of that name exists with other settings
     ├── EncoderMismatch          the collection was built by another encoder
     ├── EncoderUnavailable       the torch/transformers extra is not installed, or a
     │                            model checkpoint cannot be found or read
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "CollectionExists",
+    "CollectionMismatch",
     "CollectionNotFound",
     "ConnectionLost",
     "DimensionMismatch",
@@ -80,7 +82,12 @@ class CollectionNotFound(LateInteractError, KeyError):
 
 
 class CollectionExists(LateInteractError):
-    """A collection of that name already exists with different settings."""
+    """Deprecated: catch :class:`CollectionMismatch`, raised where this was; kept one release
+    as its parent so that existing handlers still catch it."""
+
+
+class CollectionMismatch(CollectionExists):
+    """A collection of that name exists with another ``dim`` or storage option than asked."""
 
 
 class EncoderMismatch(LateInteractError):

@@ -38,7 +38,7 @@ DEFAULT_SCHEMA = "lateinteract"
 MIN_SERVER_VERSION = 140000
 MIN_PGVECTOR = (0, 7, 0)
 VERSION_TABLE = "lateinteract_alembic_version"
-HEAD = "0006"  # the newest migration; tests check it against migrations/versions
+HEAD = "0007"  # the newest migration; tests check it against migrations/versions
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -50,6 +50,7 @@ def _resource_dir(installed: str, source: str) -> Path:
 
 MIGRATIONS_DIR = _resource_dir("_migrations", "migrations")
 SQL_DIR = _resource_dir("_sql", "sql")
+STEPS_DIR = MIGRATIONS_DIR / "steps"  # each revision's frozen table definitions
 
 
 # NUL, line breaks and the other control characters: no name needs them, and in a name a
@@ -203,25 +204,24 @@ def render_sql(text: str, **parts: sql.Composable) -> sql.Composed:
     return sql.SQL(_COMMENT_LINE.sub(escape, text)).format(**parts)
 
 
-def run_sql_file(connection: Any, name: str, schema: str) -> None:
-    """Run ``sql/NAME`` on an alembic (SQLAlchemy) connection.
-
-    ``{schema}`` is composed in as an identifier, ``{schema_literal}`` as a string, and
-    ``{search_path}`` as our schema, pgvector's schema and pg_temp (the search_path our SQL
-    functions run with).
-    """
-    raw = connection.connection.driver_connection
+def install_parts(raw: psycopg.Connection[Any], schema: str) -> dict[str, sql.Composable]:
+    """What the migrations' SQL files compose in: ``{schema}`` as an identifier,
+    ``{schema_literal}`` as a string, and ``{search_path}`` as our schema, pgvector's schema
+    and pg_temp (the search_path our SQL functions run with)."""
     vector_schema = ensure_pgvector(raw)
     path = [sql.Identifier(s) for s in dict.fromkeys([schema, vector_schema])]
-    text = (SQL_DIR / name).read_text()
-    raw.execute(
-        render_sql(
-            text,
-            schema=sql.Identifier(schema),
-            schema_literal=sql.Literal(schema),
-            search_path=sql.SQL(", ").join([*path, sql.SQL("pg_temp")]),
-        )
-    )
+    return {
+        "schema": sql.Identifier(schema),
+        "schema_literal": sql.Literal(schema),
+        "search_path": sql.SQL(", ").join([*path, sql.SQL("pg_temp")]),
+    }
+
+
+def run_step(connection: Any, name: str, schema: str) -> None:
+    """Run ``migrations/steps/NAME`` (a revision's frozen table definitions) on an alembic
+    (SQLAlchemy) connection, with :func:`install_parts` composed in."""
+    raw = connection.connection.driver_connection
+    raw.execute(render_sql((STEPS_DIR / name).read_text(), **install_parts(raw, schema)))
 
 
 def _others_may_create(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -358,7 +358,7 @@ def grant_tenant(dsn: str, role: str, tenant: str, schema: str = DEFAULT_SCHEMA)
     """Let ``role`` search, read-only, the documents of ``tenant`` and the shared ones (those
     without a tenant); the tenants' row-level security hides every other tenant's, in
     searches too. A role may hold several tenants; its members inherit them."""
-    from .ingest import check_tenant
+    from .validation import check_tenant
 
     check_tenant(tenant)  # before the read-only grant: a refusal changes nothing
     grant_read_only(dsn, role, schema)
@@ -381,7 +381,7 @@ def _role_oid(conn: psycopg.Connection[Any], role: str) -> int:
 
 
 def _tenant_roles(dsn: str, statement: str, role: str, tenant: str, schema: str) -> None:
-    from .ingest import check_tenant
+    from .validation import check_tenant
 
     check_schema_name(schema)
     check_role_name(role)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ingest import Batch
+from .validation import Batch
 
-__all__ = ["MAX_POOL_FACTOR", "dense_vectors", "pool_batch", "pool_tokens"]
-
-MAX_POOL_FACTOR = 16
+__all__ = ["dense_vectors", "pool_batch", "pool_tokens"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """SQLAlchemy 2 table objects of our schema, for applications that join them with theirs.
 
-The migrations (``sql/*.sql``) create these tables; these objects only describe them, so
-never ``create_all`` them. A test checks that they match what the migrations create.
+The migrations (``migrations/steps/*.sql``) create these tables; these objects only describe
+them, so never ``create_all`` them. A test checks that they match what the migrations create.
 
 >>> from sqlalchemy import MetaData
 >>> t = define_tables(MetaData(), schema="search")

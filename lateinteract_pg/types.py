@@ -9,6 +9,7 @@ import numpy as np
 
 __all__ = [
     "CANDIDATE_INDEXES",
+    "RESCORE_STORAGES",
     "TIERS",
     "CandidateIndex",
     "CollectionInfo",
@@ -16,6 +17,7 @@ __all__ = [
     "Hit",
     "IngestStats",
     "PlanKind",
+    "RescoreStorage",
     "SearchStats",
     "Tier",
     "TokenMatch",
@@ -26,6 +28,8 @@ Tier = Literal["dense", "late", "rerank"]
 TIERS: tuple[Tier, ...] = ("dense", "late", "rerank")
 CandidateIndex = Literal["halfvec", "binary"]
 CANDIDATE_INDEXES: tuple[CandidateIndex, ...] = ("halfvec", "binary")
+RescoreStorage = Literal["float16", "int8"]
+RESCORE_STORAGES: tuple[RescoreStorage, ...] = ("float16", "int8")
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,10 @@ class CollectionInfo:
     encoder: dict[str, Any] | None
     candidate_index: CandidateIndex = "halfvec"
     pool_factor: int = 1
-    rescore_storage: str = "float16"
+    rescore_storage: RescoreStorage = "float16"
+    text_search_config: str = "english"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,11 @@ class SearchStats:
     probes: int = 0
     candidates_per_token: int = 0
     ef_search: int = 0
-    rerank_depth: int = 0
+    rescore_depth: int = 0
     candidates: int = 0
     connections: int = 1
     rescored_tokens: int = 0
+    refined: int = 0  # int8 matrices: the best candidates re-scored exactly from token rows
     stage1_ms: float = 0.0
     stage2_ms: float = 0.0
     total_ms: float = 0.0
@@ -107,6 +115,11 @@ class SearchStats:
     lexical_matches: int = 0  # hybrid search: documents in the full-text list
     lexical_ms: float = 0.0  # hybrid search: full text and fusion
     estimated_cost: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rerank_depth(self) -> int:
+        """Deprecated name of :attr:`rescore_depth` (kept one release)."""
+        return self.rescore_depth
 
 
 @dataclass(frozen=True)

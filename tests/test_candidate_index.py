@@ -13,8 +13,9 @@ from pgvector import HalfVector
 from psycopg import sql
 
 import lateinteract_pg as lip
-from lateinteract_pg import candidates, migrate
-from tests.test_store import DIM, numpy_top, snapshot, unit_docs
+from lateinteract_pg import migrate
+from lateinteract_pg.search import candidates
+from tests.helpers import DIM, numpy_top, snapshot, unit_docs
 
 
 def index_definition(coll: lip.Collection) -> str | None:
@@ -76,7 +77,7 @@ def test_binary_index_search_returns_exact_scores(binary: tuple) -> None:
     """Candidates come from Hamming distances; every returned score is the exact MaxSim, a
     document's own tokens find it, and the SQL function agrees with the Python path."""
     coll, docs = binary
-    knobs = {"candidates_per_token": 100, "ef_search": 100, "rerank_depth": 100}
+    knobs = {"candidates_per_token": 100, "ef_search": 100, "rescore_depth": 100}
     for i in (3, 42, 1999):
         q = docs[i]
         hits = coll.search_embeddings(q, k=5, plan="index", **knobs)
@@ -102,7 +103,7 @@ def test_switching_the_candidate_index(store: lip.Store) -> None:
     assert store.collection("switch").candidate_index == "binary"
     assert [c.candidate_index for c in store.collections()] == ["binary"]
     assert f"tokens_{coll.id}_hnsw" in stage1_plan(coll, q)
-    after = coll.search_embeddings(q, k=5, plan="index", rerank_depth=400)
+    after = coll.search_embeddings(q, k=5, plan="index", rescore_depth=400)
     assert [h.id for h in after] == [h.id for h in before]  # every document re-scored
 
     coll.set_candidate_index("halfvec")

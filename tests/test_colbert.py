@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from safetensors.torch import load_file, save_file  # noqa: E402  (after the skips)
 
 import lateinteract_pg as lip  # noqa: E402
-from lateinteract_pg.colbert import ColBERTEncoder  # noqa: E402
+from lateinteract_pg.encoders import ColBERTEncoder  # noqa: E402
 from lateinteract_pg.errors import InvalidInput, LateInteractError  # noqa: E402
 
 DIM = 32

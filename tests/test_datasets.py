@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lateinteract_pg.datasets import load_beir, split_passages, stdlib_passages
+from lateinteract_pg.bench.datasets import load_beir, merge_collections
+from lateinteract_pg.corpus import stdlib_passages
+from lateinteract_pg.documents import split_passages
 from lateinteract_pg.errors import InvalidInput
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -91,8 +93,6 @@ def test_stdlib_passages() -> None:
 
 
 def test_merge_collections_prefixes_ids_and_keeps_qrels() -> None:
-    from lateinteract_pg.datasets import merge_collections
-
     paths = [collection("adi"), collection("medline")]
     adi, medline = load_beir(paths[0]), load_beir(paths[1])
     merged = merge_collections(paths)

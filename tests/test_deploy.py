@@ -18,68 +18,16 @@ from psycopg.conninfo import make_conninfo
 import lateinteract_pg as lip
 from lateinteract_pg import migrate
 from lateinteract_pg.cli import cli
-from tests.test_store import DIM, snapshot, unit_docs
-
-PASSWORD = "lip-test-password"
-
-
-@pytest.fixture(scope="module")
-def superuser_dsn(pg_dsn: str) -> str:
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        if conn.execute(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-        ).fetchone() != (True,):
-            pytest.skip("these tests create roles and databases: they need a superuser DSN")
-    return pg_dsn
-
-
-@pytest.fixture(scope="module")
-def database(superuser_dsn: str) -> Iterator[str]:
-    """A fresh database with pgvector enabled (by the superuser, as a DBA would)."""
-    name = f"lip_deploy_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = make_conninfo(superuser_dsn, dbname=name)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")
-    try:
-        yield dsn
-    finally:
-        with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def make_role(superuser_dsn: str, database_dsn: str, *privileges: str) -> str:
-    """A login role (not superuser) with ``privileges`` on the database; its DSN."""
-    role = f"lip_role_{uuid.uuid4().hex[:8]}"
-    dbname = psycopg.conninfo.conninfo_to_dict(database_dsn)["dbname"]
-    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(PASSWORD)
-            )
-        )
-        for privilege in privileges:
-            conn.execute(
-                sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
-                    sql.SQL(privilege), sql.Identifier(str(dbname)), sql.Identifier(role)
-                )
-            )
-    return make_conninfo(database_dsn, user=role, password=PASSWORD)
-
-
-def user_of(dsn: str) -> str:
-    return str(psycopg.conninfo.conninfo_to_dict(dsn)["user"])
-
-
-def drop_roles(superuser_dsn: str, database_dsn: str, *role_dsns: str) -> None:
-    """Drop the roles of ``role_dsns`` with what they own in the database."""
-    with psycopg.connect(database_dsn, autocommit=True) as conn:
-        for dsn in role_dsns:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user_of(dsn))))
-    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-        for dsn in role_dsns:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user_of(dsn))))
+from tests.helpers import (
+    DIM,
+    drop_roles,
+    drop_schema,
+    grant_read_only,
+    make_role,
+    snapshot,
+    unit_docs,
+    user_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +42,9 @@ def deployment(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:
     docs = unit_docs(300, seed=1)
     coll.add_embeddings([f"d{i}" for i in range(300)], docs, texts=[f"t{i}" for i in range(300)])
     store.close()
-    result = CliRunner().invoke(
-        cli, ["grant-read-only", user_of(reader), "--dsn", owner, "--schema", schema]
-    )
-    assert result.exit_code == 0, result.output
+    grant_read_only(owner, reader, schema)
     yield {"owner": owner, "reader": reader, "schema": schema}
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    drop_schema(database, schema)
     drop_roles(superuser_dsn, database, owner, reader)
 
 

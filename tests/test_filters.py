@@ -12,7 +12,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 import lateinteract_pg as lip
-from lateinteract_pg.filters import compile_filter
+from lateinteract_pg.search.filters import compile_filter
 
 _MISSING = object()
 
@@ -57,7 +57,7 @@ def _holds(op: str, field: Any, v: Any) -> bool:
 
 
 def matches(spec: dict[str, Any], metadata: dict[str, Any]) -> bool:
-    """The reference: what the documentation of lateinteract_pg.filters says, in Python."""
+    """The reference: what the documentation of lateinteract_pg.search.filters says, in Python."""
     for key, value in spec.items():
         if key == "$and" and not all(matches(v, metadata) for v in value):
             return False

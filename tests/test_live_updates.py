@@ -122,6 +122,15 @@ def array_of(query: np.ndarray) -> str:
     return array_literal(query)
 
 
+def snapshot_holders(store: lip.Store) -> int:
+    """Other sessions of the server holding a snapshot, which keeps rows from VACUUM."""
+    row = store.conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_xmin IS NOT NULL "
+        "AND pid <> pg_backend_pid()"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_compact_reclaims_replaced_documents_and_keeps_results(store: lip.Store) -> None:
     coll = store.collection("churn", dim=DIM)
     write(coll, list(range(N_DOCS)), 0)
@@ -130,14 +139,22 @@ def test_compact_reclaims_replaced_documents_and_keeps_results(store: lip.Store)
     coll.delete([f"d{j}" for j in range(0, N_DOCS, 2)])
     query = version_of(3, 9999)[:4]
     before = coll.search_embeddings(query, k=10, exact=True)
+    others_before = snapshot_holders(store)
     stats = coll.compact()
     assert stats.reindexed and stats.bytes_after["hnsw"] < stats.bytes_before["hnsw"]
     assert stats.bytes_after["tokens"] <= stats.bytes_before["tokens"]
+    assert stats.dead_token_rows > 0  # five versions of every document were replaced
     dead = store.conn.execute(
         "SELECT n_dead_tup FROM pg_stat_all_tables WHERE relid = %s::regclass",
         (f'"{store.schema}"."tokens_{coll.id}"',),
     ).fetchone()
-    assert dead == (0,)
+    # VACUUM removes every dead row no transaction can still see: all of them, unless another
+    # session of the server holds an older snapshot (then fewer than before)
+    assert dead is not None
+    if others_before + snapshot_holders(store) == 0:
+        assert dead[0] == 0
+    else:
+        assert dead[0] < stats.dead_token_rows
     assert coll.search_embeddings(query, k=10, exact=True) == before
     assert coll.search_embeddings(query, k=10, plan="index") == before
     check_hits(before, query, 10)

@@ -14,8 +14,15 @@ import pytest
 from click.testing import CliRunner
 
 import lateinteract_pg as lip
+from lateinteract_pg.bench.load import (
+    ID_PREFIX,
+    LoadConfig,
+    _check_writes,
+    _Worker,
+    load_failures,
+    run_load,
+)
 from lateinteract_pg.cli import cli
-from lateinteract_pg.load import ID_PREFIX, LoadConfig, failures, run_load
 
 DIM = 16
 
@@ -72,7 +79,7 @@ def test_a_short_load_loses_no_write(pg_dsn: str, schema_name: str) -> None:
         pg_dsn, schema_name, "load", matrices(10, 3), documents, config, echo=lambda _: None
     )
     check = report["writes_check"]
-    assert failures(report) == []
+    assert load_failures(report) == []
     assert report["errors"] == 0, report["first_error"]
     assert report["searches"] > 0 and report["writes"] > 0
     assert {"search (python)", "search (sql)"} <= set(report["operations"])
@@ -83,6 +90,42 @@ def test_a_short_load_loses_no_write(pg_dsn: str, schema_name: str) -> None:
     with lip.connect(pg_dsn, schema=schema_name) as store:  # the writers' documents removed
         coll = store.collection("load")
         assert len(coll) == len(documents) and coll.get(f"{ID_PREFIX}w0:0") is None
+
+
+def test_the_write_check_finds_lost_resurrected_and_wrong_documents(
+    pg_dsn: str, schema_name: str
+) -> None:
+    """The check the load test relies on sees each way a write can go wrong."""
+    documents = matrices(4, 5)
+    with lip.connect(pg_dsn, schema=schema_name) as store:
+        coll = store.collection("checked", dim=DIM)
+        coll.add_embeddings(["d0"], documents[:1])
+        coll.add_embeddings(
+            [f"{ID_PREFIX}kept", f"{ID_PREFIX}undead", f"{ID_PREFIX}swapped"],
+            documents[1:],
+            metadata=[{"source": 1}, {"source": 2}, {"source": 1}],
+        )
+        worker = _Worker()  # what the writers were told, against what the database holds
+        worker.expected = {
+            f"{ID_PREFIX}kept": (len(documents[1]), 1),
+            f"{ID_PREFIX}lost": (len(documents[0]), 0),  # acknowledged, never stored
+            f"{ID_PREFIX}undead": None,  # acknowledged as deleted, still there
+            f"{ID_PREFIX}swapped": (len(documents[3]), 3),  # stored with another source
+        }
+        check = _check_writes(store, "checked", [worker], documents, k=5)
+    assert check["documents_checked"] == 4 and check["counters_match"]
+    assert check["lost"] == check["deleted_but_present"] == check["wrong_content"] == 1
+    assert check["found_by_search"] == "2/3"  # the lost document is not found
+    problems = load_failures({"errors": 0, "first_error": None, "writes_check": check})
+    assert len(problems) == 4, problems
+    assert load_failures(
+        {
+            "errors": 1,
+            "first_error": "x",
+            "writes_check": check
+            | {"lost": 0, "deleted_but_present": 0, "wrong_content": 0, "found_by_search": "3/3"},
+        }
+    ) == ["1 errors (first: x)"]
 
 
 @pytest.mark.load

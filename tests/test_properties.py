@@ -34,8 +34,8 @@ from pgvector import HalfVector, Vector
 from psycopg import sql
 
 import lateinteract_pg as lip
-from lateinteract_pg.collection import MAX_K
-from lateinteract_pg.datasets import check_documents, read_documents
+from lateinteract_pg.jsonl import check_documents, read_documents
+from lateinteract_pg.limits import MAX_K
 
 BAD_INPUTS_TRIED = 0
 """Generated bad inputs refused with the database unchanged, over the whole run."""
@@ -466,7 +466,7 @@ def bad_searches(draw: st.DrawFn) -> dict[str, Any]:
         )
     elif what == "knob":
         args["tier"] = "late"
-        args[draw(st.sampled_from(["candidates_per_token", "ef_search", "rerank_depth"]))] = draw(
+        args[draw(st.sampled_from(["candidates_per_token", "ef_search", "rescore_depth"]))] = draw(
             bad_knob
         )
     elif what == "option":
@@ -750,7 +750,7 @@ SQL_ID = (st.one_of(st.none(), st.sampled_from(["d0", "d7", SQL_ODD_NAME]), pg_t
 SQL_PARAMETERS = {
     "search": {
         "collection": SQL_COLLECTION, "query": SQL_QUERY, "k": SQL_K,
-        "candidates_per_token": SQL_KNOB, "ef_search": SQL_KNOB, "rerank_depth": SQL_DEPTH,
+        "candidates_per_token": SQL_KNOB, "ef_search": SQL_KNOB, "rescore_depth": SQL_DEPTH,
         "exact": (st.sampled_from([None, True, False]), st.nothing()), "filter": SQL_FILTER,
     },
     "search_dense": {"collection": SQL_COLLECTION, "query": SQL_QUERY, "k": SQL_K},
@@ -760,8 +760,8 @@ SQL_PARAMETERS = {
         "depth": (st.integers(1, MAX_K), SQL_DEPTH[1]),
         "rrf_k": SQL_RRF_K, "filter": SQL_FILTER,
     },
-    "maxsim": {"query": SQL_QUERY, "collection": SQL_COLLECTION, "id": SQL_ID},
-    "explain": {"query": SQL_QUERY, "collection": SQL_COLLECTION, "id": SQL_ID},
+    "maxsim": {"collection": SQL_COLLECTION, "query": SQL_QUERY, "id": SQL_ID},
+    "explain": {"collection": SQL_COLLECTION, "query": SQL_QUERY, "id": SQL_ID},
 }  # fmt: skip
 
 
@@ -792,6 +792,13 @@ def sql_arguments(args: dict[str, Arg]) -> list[Any]:
 
 def call_sql(store: lip.Store, function: str, args: list[Any]) -> list[tuple[Any, ...]]:
     placeholders = sql.SQL(", ").join(sql.Placeholder() * len(args))
+    if function in ("maxsim", "explain"):
+        # typed: an untyped NULL or '{}' query is ambiguous between (collection, query, id)
+        # and the deprecated overload (query, collection, id)
+        halfvecs = sql.SQL("{}::{}[]").format(
+            sql.Placeholder(), sql.Identifier(store.vector_schema, "halfvec")
+        )
+        placeholders = sql.SQL(", ").join([sql.Placeholder(), halfvecs, sql.Placeholder()])
     return store.conn.execute(
         sql.SQL("SELECT * FROM {}({})").format(store.table(function), placeholders), args
     ).fetchall()

@@ -50,7 +50,11 @@ def test_replica_serves_searches_during_ingest_and_agrees_once_caught_up(
         coll.add_embeddings([f"d{j}" for j in range(300)], [unit(rng, 8) for _ in range(300)])
         position = primary.wal_position()
         with lip.connect(replica_dsn, migrate_schema=False) as replica:
-            assert replica.wait_for_replay(position) >= 0
+            replica.wait_for_replay(position)
+            replayed = replica.conn.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (position,)
+            ).fetchone()
+            assert replayed == (True,)
             mirror = replica.collection("replicated", create=False)
             assert len(mirror) == 300
             errors: list[BaseException] = []

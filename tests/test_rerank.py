@@ -19,9 +19,8 @@ import torch
 import transformers
 
 import lateinteract_pg as lip
-from lateinteract_pg.encoders import default_model_path
+from lateinteract_pg.encoders import CrossEncoder, default_model_path
 from lateinteract_pg.errors import EncoderUnavailable, InvalidInput
-from lateinteract_pg.rerank import CrossEncoder
 
 QUERY = "how does late interaction score documents"
 TEXTS = [
@@ -140,7 +139,14 @@ def test_missing_checkpoint(name: str) -> None:
 def test_settings_and_repr(reranker: CrossEncoder) -> None:
     s = reranker.settings()
     assert json.loads(json.dumps(s)) == s
-    assert s == {"kind": "cross", "model": s["model"], "num_labels": 1, "max_length": 512}
+    assert s == {
+        "kind": "cross",
+        "model": s["model"],
+        "sha256": s["sha256"],
+        "num_labels": 1,
+        "max_length": 512,
+    }
+    assert len(s["sha256"]) == 16
     assert s["model"].startswith("cross-encoder")
     assert repr(reranker).startswith(f"CrossEncoder({s['model']!r}, num_labels=1")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lateinteract_pg as lip
-from lateinteract_pg.datasets import load_beir
+from lateinteract_pg.bench.datasets import load_beir
 from lateinteract_pg.maxsim import maxsim_packed
 
 pytest.importorskip("torch")
@@ -85,7 +85,7 @@ def test_default_search_matches_exhaustive_numpy(
         expected = medline.exact_top(query, 10)
         hits = coll.search_embeddings(query, k=10, plan="index")
         assert coll.last_search is not None and coll.last_search.plan == "index"
-        assert coll.last_search.candidates <= coll.last_search.rerank_depth
+        assert coll.last_search.candidates <= coll.last_search.rescore_depth
         found += len({h.id for h in hits} & {doc for doc, _ in expected})
         exact = dict(medline.exact_top(query, len(medline.ids)))
         for hit in hits:
@@ -94,13 +94,13 @@ def test_default_search_matches_exhaustive_numpy(
     assert recall >= 0.99, recall
 
 
-def test_auto_plan_and_small_rerank_depth(medline_store: lip.Collection, medline: Encoded) -> None:
+def test_auto_plan_and_small_rescore_depth(medline_store: lip.Collection, medline: Encoded) -> None:
     """The planner's choice is reported; a shallow re-rank still returns exact scores."""
     coll = medline_store
     query = medline.queries[0]
     coll.search_embeddings(query, k=10)
     assert coll.last_search is not None and coll.last_search.plan in ("index", "exhaustive")
-    hits = coll.search_embeddings(query, k=5, rerank_depth=5, plan="index")
+    hits = coll.search_embeddings(query, k=5, rescore_depth=5, plan="index")
     exact = dict(medline.exact_top(query, len(medline.ids)))
     assert len(hits) == 5
     for hit in hits:
@@ -177,7 +177,7 @@ def test_binary_candidate_index_recall_against_exact(
     coll = medline_binary
     statement = sql.SQL("SELECT id, score FROM {}(%s, %s, 10)").format(coll.store.table("search"))
     recall = {}
-    for knobs in ({}, {"candidates_per_token": 400, "ef_search": 400, "rerank_depth": 400}):
+    for knobs in ({}, {"candidates_per_token": 400, "ef_search": 400, "rescore_depth": 400}):
         found = 0
         for j, query in enumerate(medline.queries):
             hits = coll.search_embeddings(query, k=10, plan="index", **knobs)  # type: ignore[arg-type]
@@ -270,8 +270,8 @@ def _reference_fusion(
 def test_hybrid_search_fuses_late_and_full_text_on_medline(pg_dsn: str, medline: Encoded) -> None:
     """Fusion checked against a Python reference over the two lists, the lexical one
     computed afresh from the texts (no stored tsvector, no index); nDCG@10 reported."""
-    from lateinteract_pg import planner
-    from lateinteract_pg.metrics import ndcg_at
+    from lateinteract_pg.bench.metrics import ndcg_at
+    from lateinteract_pg.search import planner
 
     data = medline.data
     query_ids = list(data.queries)
@@ -285,7 +285,7 @@ def test_hybrid_search_fuses_late_and_full_text_on_medline(pg_dsn: str, medline:
             knobs = planner.default_knobs(10)  # what the hybrid search's late list uses
             late = coll.search_embeddings(
                 query, k=100, candidates_per_token=knobs.candidates_per_token,
-                ef_search=knobs.ef_search, rerank_depth=max(knobs.rerank_depth, 100),
+                ef_search=knobs.ef_search, rescore_depth=max(knobs.rescore_depth, 100),
             )  # fmt: skip
             lexical = coll.conn.execute(
                 """

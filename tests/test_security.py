@@ -35,18 +35,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 import lateinteract_pg as lip
 from lateinteract_pg import cli as cli_module
-from lateinteract_pg import doctor, embedded, migrate
+from lateinteract_pg import doctor, embedded, migrate, sql_functions
 from lateinteract_pg.cli import cli
+from lateinteract_pg.cli import common as cli_common
 from lateinteract_pg.migrate import REDACTED, redact_dsn
-from tests.conftest import _drop_schema
-from tests.test_deploy import (  # noqa: F401
-    PASSWORD,
-    database,
-    drop_roles,
-    make_role,
-    superuser_dsn,
-    user_of,
-)
+from tests.helpers import PASSWORD, drop_roles, drop_schema, make_role, user_of
 
 DIM = 16
 
@@ -245,7 +238,7 @@ def canary(pg_dsn: str) -> Iterator[str]:
     try:
         yield name
     finally:
-        _drop_schema(pg_dsn, name)
+        drop_schema(pg_dsn, name)
 
 
 @pytest.fixture
@@ -320,8 +313,8 @@ def test_collection_names_are_data(store: lip.Store, guard: Guard) -> None:
                 r[0]
                 for r in sql_call(store, "search_hybrid", "%s, %s, %s, 1", p, halfvecs(q), "text")
             ] == ["only"]
-            assert sql_call(store, "maxsim", "%s, %s, 'only'", halfvecs(q), p)[0][0] is not None
-            assert len(sql_call(store, "explain", "%s, %s, 'only'", halfvecs(q), p)) == 2
+            assert sql_call(store, "maxsim", "%s, %s, 'only'", p, halfvecs(q))[0][0] is not None
+            assert len(sql_call(store, "explain", "%s, %s, 'only'", p, halfvecs(q))) == 2
             store.drop_collection(p)
             assert p not in store
         missing = attempt(lambda: store.collection(p + "-missing", create=False))  # noqa: B023
@@ -380,8 +373,8 @@ def test_document_ids_texts_and_metadata_are_data(store: lip.Store, guard: Guard
             "docs", halfvecs(vectors), psycopg.types.json.Jsonb({"v": p}),
         )  # fmt: skip
         assert [r[0] for r in rows] == [p]
-        assert sql_call(store, "maxsim", "%s, 'docs', %s", halfvecs(vectors), p)[0][0] > 0
-        assert len(sql_call(store, "explain", "%s, 'docs', %s", halfvecs(vectors), p)) == 3
+        assert sql_call(store, "maxsim", "'docs', %s, %s", halfvecs(vectors), p)[0][0] > 0
+        assert len(sql_call(store, "explain", "'docs', %s, %s", halfvecs(vectors), p)) == 3
         assert coll.delete(p) == 1 and coll.get(p) is None
         guard.check(repr(p))
 
@@ -503,22 +496,25 @@ def test_schema_names_are_identifiers(pg_dsn: str, canary: str) -> None:
                         "SELECT 1 FROM pg_namespace WHERE nspname = %s", (p,)
                     ).fetchone() == (1,)
             finally:
-                _drop_schema(pg_dsn, p)
+                drop_schema(pg_dsn, p)
             guard.check(repr(p))
     finally:
-        _drop_schema(pg_dsn, probe)
+        drop_schema(pg_dsn, probe)
 
 
 def test_sql_files_compose_no_name_into_a_comment() -> None:
     """A quoted identifier may hold a line break, which would end a ``--`` comment and make
-    the rest of the name SQL: the files' comments keep their placeholders as they are."""
+    the rest of the name SQL: the files' comments keep their placeholders as they are (the
+    function sources' once their constants are filled in, as in their snapshots)."""
     evil = sql.Identifier("x\n; DROP TABLE canary; --")
     parts = {
         "schema": evil, "schema_literal": sql.Literal("x"), "search_path": evil,
         "vector_schema": evil, "role": evil,
     }  # fmt: skip
-    for path in sorted(migrate.SQL_DIR.glob("*.sql")):
+    for path in sorted([*migrate.SQL_DIR.rglob("*.sql"), *migrate.MIGRATIONS_DIR.rglob("*.sql")]):
         text = path.read_text()
+        if path.parent == sql_functions.SOURCES_DIR:
+            text = sql_functions.render_source(text)
         rendered = migrate.render_sql(text, **parts).as_string().splitlines()
         for line in text.splitlines():
             if line.lstrip().startswith("--"):
@@ -541,7 +537,7 @@ def _drop_role_names(superuser: str, database_dsn: str, names: list[str]) -> Non
 
 
 def test_role_names_of_the_grants_are_identifiers(
-    superuser_dsn: str,  # noqa: F811
+    superuser_dsn: str,
     store: lip.Store,
     guard: Guard,
 ) -> None:
@@ -599,7 +595,7 @@ def test_role_names_of_the_grants_are_identifiers(
 
 
 def test_a_refused_tenant_grants_nothing(
-    superuser_dsn: str,  # noqa: F811
+    superuser_dsn: str,
     store: lip.Store,
 ) -> None:
     role = f"lip_sec_{uuid.uuid4().hex[:8]}"
@@ -716,7 +712,7 @@ def test_a_where_fragment_cannot_smuggle_a_second_statement(store: lip.Store, ca
 
 @pytest.fixture
 def words(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_module, "_load_encoder", lambda model: WordEncoder())
+    monkeypatch.setattr(cli_common, "load_model", lambda model: WordEncoder())
 
 
 def run_cli(*args: str) -> Any:
@@ -775,7 +771,7 @@ def test_command_line_options_are_data(
     for p in filter(sendable, guard.payloads):
         for words_ in (["migrate"], ["collections"], ["doctor"]):
             run_cli(*words_, "--dsn", dsn, "--schema", p)
-            _drop_schema(dsn, p) if valid_name(p) else None
+            drop_schema(dsn, p) if valid_name(p) else None
         result = run_cli("server", "stop", str(tmp_path / p))
         assert result.exit_code != 0 or result.output.strip() == "not running"
         guard.check(repr(p))
@@ -803,7 +799,7 @@ def ids_of(*tenants: str | None) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def roles(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:  # noqa: F811
+def roles(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:
     """An owner that installs and writes three groups of documents (acme, globex, shared),
     alice granted tenant acme, bob granted read-only access, eve granted nothing."""
     owner = make_role(superuser_dsn, database, "CREATE", "CONNECT")
@@ -821,8 +817,7 @@ def roles(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:  # noq
         store.grant_tenant(user_of(alice), "acme")
         migrate.grant_read_only(owner, user_of(bob), SCHEMA)
     yield {"owner": owner, "alice": alice, "bob": bob, "eve": eve, "database": database}
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SCHEMA)))
+    drop_schema(database, SCHEMA)
     drop_roles(superuser_dsn, database, alice, bob, eve, owner)
 
 
@@ -908,7 +903,10 @@ def test_readers_cannot_write_lock_or_change_our_tables(roles: dict[str, str], w
             denied(conn, f"DROP POLICY {policy} ON {SCHEMA}.{table}")
             denied(conn, f"ALTER POLICY {policy} ON {SCHEMA}.{table} USING (true)")
         for function in (
-            "search(text, halfvec[], integer, integer, integer, integer, boolean, jsonpath, jsonb)",
+            "search(text, halfvec[], integer, integer, integer, integer, boolean, jsonpath, jsonb,"
+            " integer)",
+            "search_candidates(integer, halfvec[], integer, integer, integer, boolean, jsonpath,"
+            " jsonb)",
             "has_tenants(integer)",
             "passes(jsonb, jsonpath, jsonb)",
         ):
@@ -1013,21 +1011,24 @@ def _every_sql_function(
     statements = [
         ("SELECT id FROM search('mt', %s, 150)", (q,)),
         ("SELECT id FROM search('mt', %s, 150, exact => true)", (q,)),
-        ("SELECT id FROM search('mt', %s, 5, rerank_depth => 5)", (q,)),
+        ("SELECT id FROM search('mt', %s, 5, rescore_depth => 5)", (q,)),
         ("SELECT id FROM search('mt', %s, 150, filter => '$.j >= 0')", (q,)),
         ("SELECT id FROM search_dense('mt', %s, 150)", (q,)),
         ("SELECT id FROM search_hybrid('mt', %s, 'document globex acme everyone', 150, "
          "depth => 150)", (q,)),
         ("SELECT id FROM search_hybrid('mt', %s, 'globex', 150, 'rrf', depth => 150)", (q,)),
+        # search()'s stage 2 given every id a role could guess
+        ("SELECT id FROM search_rescore((SELECT id FROM collections WHERE name = 'mt'), %s, "
+         "150, ARRAY(SELECT pg_catalog.generate_series(1, 100000)::bigint))", (q,)),
     ]  # fmt: skip
     for statement, params in statements:
         seen |= {r[0] for r in conn.execute(statement, params).fetchall()}
     for j in range(150):
-        score = conn.execute("SELECT maxsim(%s, 'mt', %s)", (q, doc_id(j))).fetchone()
+        score = conn.execute("SELECT maxsim('mt', %s, %s)", (q, doc_id(j))).fetchone()
         assert score is not None
         if score[0] is not None:
             seen.add(doc_id(j))
-        if conn.execute("SELECT 1 FROM explain(%s, 'mt', %s)", (q, doc_id(j))).fetchone():
+        if conn.execute("SELECT 1 FROM explain('mt', %s, %s)", (q, doc_id(j))).fetchone():
             seen.add(doc_id(j))
     if not tables:
         return seen

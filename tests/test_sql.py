@@ -1,5 +1,6 @@
 """The SQL functions (search, maxsim, explain) called through psycopg on a real server,
-checked against numpy MaxSim and against the Python path."""
+checked against numpy MaxSim and against the Python path. Their sources, snapshots and
+migrations: tests/test_sql_functions.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 import lateinteract_pg as lip
-from tests.test_store import DIM, numpy_top, snapshot, unit_docs
+from tests.helpers import DIM, numpy_top, snapshot, unit_docs
 
 HOSTILE = [
     "x'); DROP TABLE documents; --",
@@ -77,7 +78,7 @@ def test_search_index_path_agrees_with_python(store: lip.Store, coll: tuple) -> 
     collection, docs = coll
     for seed in range(200, 206):
         q = query(seed, m=0)
-        knobs = {"candidates_per_token": 20, "ef_search": 40, "rerank_depth": 30}
+        knobs = {"candidates_per_token": 20, "ef_search": 40, "rescore_depth": 30}
         hits = collection.search_embeddings(q, k=10, plan="index", **knobs)
         assert collection.last_search is not None and collection.last_search.plan == "index"
         rows = call(store, "search", "papers", halfvecs(q), 10, 20, 40, 30, False)
@@ -118,11 +119,31 @@ def test_maxsim_matches_numpy(store: lip.Store, coll: tuple) -> None:
     q = query(400)
     for i in (0, 17, 299):
         expected = lip.maxsim(q.astype(np.float16), docs[i].astype(np.float16))
-        (half,) = call(store, "maxsim", halfvecs(q), "papers", f"d{i}")[0]
-        (full,) = call(store, "maxsim", [Vector(v) for v in q], "papers", f"d{i}")[0]
+        (half,) = call(store, "maxsim", "papers", halfvecs(q), f"d{i}")[0]
+        (full,) = call(store, "maxsim", "papers", [Vector(v) for v in q], f"d{i}")[0]
         assert half == pytest.approx(expected, abs=1e-3)
         assert full == pytest.approx(expected, abs=1e-3)
-    assert call(store, "maxsim", halfvecs(q), "papers", "no such id") == [(None,)]
+    assert call(store, "maxsim", "papers", halfvecs(q), "no such id") == [(None,)]
+
+
+def test_deprecated_argument_order_and_name(store: lip.Store, coll: tuple) -> None:
+    """maxsim and explain in their order before search()'s, and search()'s rerank_depth,
+    still work for one release and give what the new forms give."""
+    q = query(402)
+    for function in ("maxsim", "explain"):
+        new = call(store, function, "papers", halfvecs(q), "d5")
+        assert call(store, function, halfvecs(q), "papers", "d5") == new and new
+    named = sql.SQL("SELECT id, score FROM {}('papers', %s, 5, {} => 7)")
+    rows = {
+        name: store.conn.execute(
+            named.format(store.table("search"), sql.Identifier(name)), (halfvecs(q),)
+        ).fetchall()
+        for name in ("rescore_depth", "rerank_depth")
+    }
+    assert rows["rerank_depth"] == rows["rescore_depth"] and len(rows["rescore_depth"]) == 5
+    both = sql.SQL("SELECT * FROM {}('papers', %s, 5, rescore_depth => 7, rerank_depth => 7)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="give rescore_depth only"):
+        store.conn.execute(both.format(store.table("search")), (halfvecs(q),))
 
 
 def test_explain_per_query_token(store: lip.Store, coll: tuple) -> None:
@@ -130,7 +151,7 @@ def test_explain_per_query_token(store: lip.Store, coll: tuple) -> None:
     q = query(500)
     doc = docs[42].astype(np.float16).astype(np.float32)
     sims = q.astype(np.float16).astype(np.float32) @ doc.T
-    rows = call(store, "explain", halfvecs(q), "papers", "d42")
+    rows = call(store, "explain", "papers", halfvecs(q), "d42")
     assert [r[0] for r in rows] == list(range(1, len(q) + 1))
     assert [r[1] for r in rows] == sims.argmax(axis=1).tolist()
     np.testing.assert_allclose([r[2] for r in rows], sims.max(axis=1), atol=1e-3)
@@ -139,7 +160,7 @@ def test_explain_per_query_token(store: lip.Store, coll: tuple) -> None:
     matches = collection.explain_embeddings(q, "d42")
     assert [m.query_token for m in matches] == list(range(len(q)))
     assert sum(m.similarity for m in matches) == pytest.approx(
-        call(store, "maxsim", halfvecs(q), "papers", "d42")[0][0], abs=1e-4
+        call(store, "maxsim", "papers", halfvecs(q), "d42")[0][0], abs=1e-4
     )
     assert collection.explain_embeddings(q, "missing") == []
 
@@ -148,7 +169,7 @@ def test_explain_without_spans_has_no_piece(store: lip.Store) -> None:
     coll = store.collection("bare", dim=DIM)
     docs = unit_docs(3, seed=9)
     coll.add_embeddings(["a", "b", "c"], docs)
-    rows = call(store, "explain", halfvecs(query(1)), "bare", "b")
+    rows = call(store, "explain", "bare", halfvecs(query(1)), "b")
     assert rows and all(r[3] is None and r[5] is None for r in rows)
 
 
@@ -183,7 +204,7 @@ def test_empty_query_is_refused(store: lip.Store, coll: tuple, literal: str) -> 
 
 def test_null_vector_in_query(store: lip.Store, coll: tuple) -> None:
     with pytest.raises(psycopg.errors.NullValueNotAllowed, match="query vector 2 is NULL"):
-        call(store, "maxsim", [HalfVector(np.ones(DIM)), None], "papers", "d1")
+        call(store, "maxsim", "papers", [HalfVector(np.ones(DIM)), None], "d1")
 
 
 def test_hostile_collection_names_and_ids_are_data(store: lip.Store) -> None:
@@ -197,9 +218,9 @@ def test_hostile_collection_names_and_ids_are_data(store: lip.Store) -> None:
         rows = call(store, "search", name, halfvecs(q), 3, None, None, None, True)
         assert rows[0][0] == HOSTILE[2] and rows[0][2] == HOSTILE[2]
         for doc_id in HOSTILE:
-            (score,) = call(store, "maxsim", halfvecs(q), name, doc_id)[0]
+            (score,) = call(store, "maxsim", name, halfvecs(q), doc_id)[0]
             assert score is not None
-            assert len(call(store, "explain", halfvecs(q), name, doc_id)) == 3
+            assert len(call(store, "explain", name, halfvecs(q), doc_id)) == 3
     assert snapshot(store) == before
 
 
@@ -230,8 +251,8 @@ def test_functions_cannot_be_shadowed_from_pgvectors_schema(store: lip.Store, co
         rows = call(store, "search", "papers", halfvecs(q), 5, None, None, None, True)
         expected = numpy_top(q.astype(np.float16).astype(np.float32), docs, 5)
         assert [r[0] for r in rows] == [doc for doc, _ in expected]
-        assert call(store, "maxsim", halfvecs(q), "papers", "d3")[0][0] is not None
-        assert len(call(store, "explain", halfvecs(q), "papers", "d3")) == len(q)
+        assert call(store, "maxsim", "papers", halfvecs(q), "d3")[0][0] is not None
+        assert len(call(store, "explain", "papers", halfvecs(q), "d3")) == len(q)
     finally:
         conn.execute(sql.SQL("DROP FUNCTION {}(halfvec[])").format(shadow))
 
@@ -260,32 +281,31 @@ def test_schema_name_needing_quoting(quoted_store: lip.Store) -> None:
 def test_functions_migration_up_and_down(pg_dsn: str, schema_name: str) -> None:
     """0001 -> head installs the functions and the offsets column; back to 0001 removes them
     and keeps the data; head again restores them."""
-    from lateinteract_pg import migrate
+    from lateinteract_pg import migrate, sql_functions
 
-    def installed() -> tuple[int, bool]:
+    def installed() -> tuple[set[str], bool]:
         with psycopg.connect(pg_dsn) as conn:
             functions = conn.execute(
-                "SELECT count(*) FROM pg_proc WHERE pronamespace = %s::regnamespace",
+                "SELECT proname FROM pg_proc WHERE pronamespace = %s::regnamespace",
                 (sql.Identifier(schema_name).as_string(conn),),
-            ).fetchone()
+            ).fetchall()
             column = conn.execute(
                 "SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
                 "AND table_name = 'documents' AND column_name = 'offsets'",
                 (schema_name,),
             ).fetchone()
-        assert functions is not None
-        return int(functions[0]), column is not None
+        return {name for (name,) in functions}, column is not None
 
     try:
         assert migrate.upgrade(pg_dsn, schema_name, "0001") == "0001"
-        assert installed() == (0, False)
+        assert installed() == (set(), False)
         assert migrate.upgrade(pg_dsn, schema_name) == migrate.HEAD
         # query_collection, search, maxsim, explain, search_dense, search_hybrid and their helpers
-        assert installed() == (12, True)
+        assert installed() == (set(sql_functions.source_names()), True)
         with lip.connect(pg_dsn, schema=schema_name) as store:
             store.collection("kept", dim=DIM).add_embeddings(["a"], unit_docs(1))
         assert migrate.upgrade(pg_dsn, schema_name, "0001") == "0001"
-        assert installed() == (0, False)
+        assert installed() == (set(), False)
         assert migrate.upgrade(pg_dsn, schema_name) == migrate.HEAD
         with lip.connect(pg_dsn, schema=schema_name) as store:
             assert len(store.collection("kept")) == 1

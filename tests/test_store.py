@@ -11,39 +11,7 @@ from psycopg import sql
 
 import lateinteract_pg as lip
 from lateinteract_pg import migrate
-
-DIM = 16
-
-
-def unit_docs(n: int, seed: int = 0, dim: int = DIM) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    docs = []
-    for _ in range(n):
-        d = rng.standard_normal((int(rng.integers(1, 30)), dim)).astype(np.float32)
-        docs.append(d / np.linalg.norm(d, axis=1, keepdims=True))
-    return docs
-
-
-def numpy_top(query: np.ndarray, docs: list[np.ndarray], k: int) -> list[tuple[str, float]]:
-    """Reference: exact MaxSim of every document as stored (float16), best first."""
-    scores = [(lip.maxsim(query, d.astype(np.float16)), f"d{i}") for i, d in enumerate(docs)]
-    scores.sort(key=lambda s: (-s[0], s[1]))
-    return [(doc, score) for score, doc in scores[:k]]
-
-
-def snapshot(store: lip.Store) -> tuple[object, ...]:
-    """Everything a failed write must leave unchanged."""
-    conn = store.conn
-    t = store.table
-    return (
-        conn.execute(sql.SQL("SELECT * FROM {} ORDER BY id").format(t("collections"))).fetchall(),
-        conn.execute(sql.SQL("SELECT * FROM {} ORDER BY id").format(t("documents"))).fetchall(),
-        conn.execute(
-            sql.SQL("SELECT doc_id, position, embedding::text FROM {} ORDER BY 1, 2").format(
-                t("tokens")
-            )
-        ).fetchall(),
-    )
+from tests.helpers import DIM, numpy_top, snapshot, unit_docs
 
 
 @pytest.fixture
@@ -134,7 +102,7 @@ def test_search_matches_numpy(
     for _ in range(5):
         query = unit_docs(1, seed=int(rng.integers(1 << 30)))[0][:8]
         expected = numpy_top(query, docs, 10)
-        hits = coll.search_embeddings(query, k=10, plan=plan, rerank_depth=300)  # type: ignore[arg-type]
+        hits = coll.search_embeddings(query, k=10, plan=plan, rescore_depth=300)  # type: ignore[arg-type]
         assert coll.last_search is not None
         if plan is not None:
             assert coll.last_search.plan == plan
@@ -244,7 +212,7 @@ def test_bad_adds_raise_and_change_nothing(
         (np.ones((2, DIM)), {"k": 2.5}),
         (np.ones((2, DIM)), {"k": 10**9}),
         (np.ones((2, DIM)), {"candidates_per_token": 0}),
-        (np.ones((2, DIM)), {"rerank_depth": -1}),
+        (np.ones((2, DIM)), {"rescore_depth": -1}),
         (np.ones((2, DIM)), {"plan": "magic"}),
         (np.ones((2, DIM)), {"imputation": "mean"}),
         (np.ones((2, DIM)), {"merge_threshold": "high"}),

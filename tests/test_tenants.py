@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import psycopg
 import pytest
 from click.testing import CliRunner
 from pgvector import HalfVector
@@ -14,13 +13,7 @@ from psycopg import sql
 
 import lateinteract_pg as lip
 from lateinteract_pg.cli import cli
-from tests.test_deploy import (  # noqa: F401
-    database,
-    drop_roles,
-    make_role,
-    superuser_dsn,
-    user_of,
-)
+from tests.helpers import drop_roles, drop_schema, grant_read_only, make_role, user_of
 
 DIM = 16
 SCHEMA = "tenants"
@@ -40,7 +33,7 @@ DOCS = _documents()
 
 
 @pytest.fixture(scope="module")
-def tenancy(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:  # noqa: F811
+def tenancy(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:
     """An owner that writes three groups of documents (acme, globex, shared), alice granted
     acme, and bob granted read-only access without a tenant."""
     owner = make_role(superuser_dsn, database, "CREATE", "CONNECT")
@@ -55,13 +48,9 @@ def tenancy(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:  # n
                 metadata=[{"j": j} for j in members], tenant=tenant,
             )  # fmt: skip
         store.grant_tenant(user_of(alice), "acme")
-    result = CliRunner().invoke(
-        cli, ["grant-read-only", user_of(bob), "--dsn", owner, "--schema", SCHEMA]
-    )
-    assert result.exit_code == 0, result.output
+    grant_read_only(owner, bob, SCHEMA)
     yield {"owner": owner, "alice": alice, "bob": bob}
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SCHEMA)))
+    drop_schema(database, SCHEMA)
     drop_roles(superuser_dsn, database, owner, alice, bob)
 
 

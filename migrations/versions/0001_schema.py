@@ -7,7 +7,7 @@ Create Date: 2026-11-25
 
 from alembic import op
 
-from lateinteract_pg.migrate import run_sql_file
+from lateinteract_pg.migrate import run_step
 
 revision = "0001"
 down_revision = None
@@ -16,8 +16,8 @@ depends_on = None
 
 
 def upgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "schema.sql", schema)
+    run_step(op.get_bind(), "0001_schema.sql", schema)
 
 
 def downgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "schema_drop.sql", schema)
+    run_step(op.get_bind(), "0001_schema_drop.sql", schema)

@@ -7,7 +7,8 @@ Create Date: 2026-11-25
 
 from alembic import op
 
-from lateinteract_pg.migrate import run_sql_file
+from lateinteract_pg.migrate import run_step
+from lateinteract_pg.sql_functions import apply_functions, restore_functions
 
 revision = "0002"
 down_revision = "0001"
@@ -16,9 +17,10 @@ depends_on = None
 
 
 def upgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "0002_offsets.sql", schema)
-    run_sql_file(op.get_bind(), "0002_functions.sql", schema)
+    run_step(op.get_bind(), "0002_offsets.sql", schema)
+    apply_functions(op.get_bind(), revision, schema)
 
 
 def downgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "0002_functions_drop.sql", schema)
+    restore_functions(op.get_bind(), revision, schema)
+    run_step(op.get_bind(), "0002_offsets_drop.sql", schema)

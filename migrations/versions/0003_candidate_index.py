@@ -8,7 +8,8 @@ Create Date: 2026-11-26
 from alembic import op
 from psycopg import sql
 
-from lateinteract_pg.migrate import run_sql_file
+from lateinteract_pg.migrate import run_step
+from lateinteract_pg.sql_functions import apply_functions, restore_functions
 
 revision = "0003"
 down_revision = "0002"
@@ -17,8 +18,8 @@ depends_on = None
 
 
 def upgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "0003_candidate_index.sql", schema)
-    run_sql_file(op.get_bind(), "0003_search.sql", schema)
+    run_step(op.get_bind(), "0003_candidate_index.sql", schema)
+    apply_functions(op.get_bind(), revision, schema)
 
 
 def downgrade(schema: str) -> None:
@@ -34,5 +35,5 @@ def downgrade(schema: str) -> None:
                 sql.Identifier(schema, f"tokens_{collection_id}_hnsw")
             )
         )
-    run_sql_file(op.get_bind(), "0002_functions.sql", schema)
-    run_sql_file(op.get_bind(), "0003_candidate_index_drop.sql", schema)
+    restore_functions(op.get_bind(), revision, schema)
+    run_step(op.get_bind(), "0003_candidate_index_drop.sql", schema)

@@ -9,7 +9,8 @@ from alembic import op
 from psycopg import sql
 
 from lateinteract_pg.errors import InvalidInput
-from lateinteract_pg.migrate import run_sql_file
+from lateinteract_pg.migrate import run_step
+from lateinteract_pg.sql_functions import apply_functions, restore_functions
 
 revision = "0004"
 down_revision = "0003"
@@ -26,7 +27,8 @@ def _collections(schema: str, where: str = "true") -> list[tuple[int, int]]:
 def upgrade(schema: str) -> None:
     """Rewrites every document row (the dense column) and builds one index per collection,
     in one transaction that blocks searches meanwhile: run it in a quiet moment."""
-    run_sql_file(op.get_bind(), "0004_storage_tiers.sql", schema)
+    run_step(op.get_bind(), "0004_storage_tiers.sql", schema)
+    apply_functions(op.get_bind(), revision, schema)
     raw = op.get_bind().connection.driver_connection
     for collection_id, dim in _collections(schema):
         raw.execute(
@@ -56,4 +58,5 @@ def downgrade(schema: str) -> None:
                 sql.Identifier(schema, f"documents_{collection_id}_dense_hnsw")
             )
         )
-    run_sql_file(op.get_bind(), "0004_storage_tiers_drop.sql", schema)
+    restore_functions(op.get_bind(), revision, schema)
+    run_step(op.get_bind(), "0004_storage_tiers_drop.sql", schema)

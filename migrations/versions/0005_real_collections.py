@@ -10,7 +10,8 @@ from alembic import op
 from psycopg import sql
 
 from lateinteract_pg.errors import InvalidInput
-from lateinteract_pg.migrate import run_sql_file
+from lateinteract_pg.migrate import run_step
+from lateinteract_pg.sql_functions import apply_functions, restore_functions
 
 revision = "0005"
 down_revision = "0004"
@@ -26,8 +27,10 @@ def _collection_ids(schema: str) -> list[int]:
 
 def upgrade(schema: str) -> None:
     """Rewrites every document row (the tsvector column) and builds one GIN index per
-    collection, in one transaction that blocks searches meanwhile: run it in a quiet moment."""
-    run_sql_file(op.get_bind(), "0005_real_collections.sql", schema)
+    collection, in one transaction that blocks searches meanwhile: run it in a quiet moment.
+    The functions come first: the step's trigger and policies use them."""
+    apply_functions(op.get_bind(), revision, schema)
+    run_step(op.get_bind(), "0005_real_collections.sql", schema)
     raw = op.get_bind().connection.driver_connection
     for collection_id in _collection_ids(schema):
         raw.execute(
@@ -39,7 +42,6 @@ def upgrade(schema: str) -> None:
                 sql.Literal(collection_id),
             )
         )
-    run_sql_file(op.get_bind(), "0005_search.sql", schema)
 
 
 def downgrade(schema: str) -> None:
@@ -73,5 +75,6 @@ def downgrade(schema: str) -> None:
                 sql.Identifier(schema, table)
             )
         )
-    run_sql_file(op.get_bind(), "0005_real_collections_drop.sql", schema)
-    run_sql_file(op.get_bind(), "0003_search.sql", schema)
+    # the trigger goes first, then its function
+    run_step(op.get_bind(), "0005_real_collections_drop.sql", schema)
+    restore_functions(op.get_bind(), revision, schema)

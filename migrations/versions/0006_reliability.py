@@ -8,7 +8,7 @@ Create Date: 2026-11-26
 
 from alembic import op
 
-from lateinteract_pg.migrate import run_sql_file
+from lateinteract_pg.sql_functions import apply_functions, restore_functions
 
 revision = "0006"
 down_revision = "0005"
@@ -17,9 +17,8 @@ depends_on = None
 
 
 def upgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "0006_reliability.sql", schema)
+    apply_functions(op.get_bind(), revision, schema)
 
 
 def downgrade(schema: str) -> None:
-    run_sql_file(op.get_bind(), "0006_reliability_drop.sql", schema)
-    run_sql_file(op.get_bind(), "0005_search.sql", schema)
+    restore_functions(op.get_bind(), revision, schema)

@@ -1,0 +1,109 @@
+"""What one bench run measures: :class:`BenchConfig`, and the settings its sweeps and
+optional measurements go through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .datasets import BeirCollection
+
+__all__ = [
+    "BENCH_SCHEMA",
+    "BINARY_SWEEP",
+    "BUCKETS",
+    "CLIENTS",
+    "DEFAULT_SWEEP",
+    "FUSION_SETTINGS",
+    "MERGE_THRESHOLDS",
+    "POOLED_SWEEP",
+    "SELECTIVITIES",
+    "SQL_ONLY_PER_TOKEN",
+    "SQL_ONLY_SWEEP",
+    "VOYAGER_PER_TOKEN",
+    "VOYAGER_SWEEP",
+    "BenchConfig",
+    "cache_dir",
+]
+
+BENCH_SCHEMA = "lateinteract_bench"
+# ef_search is never below k': an index scan returns at most ef_search rows
+DEFAULT_SWEEP: list[dict[str, int]] = [
+    {"candidates_per_token": k, "ef_search": ef, "rescore_depth": n}
+    for k, ef, n in [(40, 40, 50), (40, 40, 100), (64, 64, 100), (100, 100, 100),
+                     (100, 100, 200), (100, 200, 200), (150, 150, 200), (150, 300, 200),
+                     (150, 150, 300), (200, 200, 300)]
+]  # fmt: skip
+VOYAGER_PER_TOKEN = 100  # the DESIGN recipe: top-100 document tokens per query token
+VOYAGER_SWEEP = [16, 32, 64]
+# the binary candidate index: the defaults, then wider probes and deeper re-ranking, which
+# Hamming distances over sign bits need for the same recall
+BINARY_SWEEP: list[dict[str, int]] = [
+    {},
+    {"candidates_per_token": 300, "ef_search": 300, "rescore_depth": 200},
+    {"candidates_per_token": 300, "ef_search": 300, "rescore_depth": 400},
+    {"candidates_per_token": 500, "ef_search": 500, "rescore_depth": 400},
+]
+POOLED_SWEEP: list[dict[str, int]] = [
+    {},
+    {"candidates_per_token": 200, "ef_search": 200, "rescore_depth": 300},
+]
+# query-token clustering: cosine at which query tokens share a probe (on scifact's MiniLM
+# queries, 23 tokens: 19.6, 17.5, 16.1 and 14.6 probes)
+MERGE_THRESHOLDS = [0.9, 0.8, 0.7, 0.6]
+SQL_ONLY_PER_TOKEN = 10
+SQL_ONLY_SWEEP = [5, 20]
+CLIENTS = (1, 2, 4)
+# Filtered searches keep the documents whose metadata "bucket" (crc32 of the id mod 1000) is
+# below the threshold: 50%, 5% and 0.5% of them.
+SELECTIVITIES = (0.5, 0.05, 0.005)
+BUCKETS = 1000
+# hybrid fusions measured: (fusion, weight of late interaction)
+FUSION_SETTINGS = [
+    ("rrf", 0.5),
+    ("rrf", 0.7),
+    ("weighted", 0.5),
+    ("weighted", 0.7),
+    ("weighted", 0.85),
+]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One bench run: the collection, the systems and options measured, where results go."""
+
+    data_dir: Path
+    dsn: str | None = None
+    out: Path = Path("bench-results")
+    model: str = "minilm"
+    limit_docs: int | None = None
+    max_queries: int | None = None
+    k: int = 10
+    sweep: bool = False
+    keep: bool = True
+    sweep_settings: list[dict[str, int]] = field(default_factory=lambda: list(DEFAULT_SWEEP))
+    cache_dir: Path | None = None
+    peers: bool = True
+    peer_queries: int = 100  # the SQL-only peer is slow: the first N queries
+    qps_seconds: float = 5.0
+    sweep_queries: int = 100  # the sweep and the peers' sweeps run the first N queries
+    recall_at_100: bool = True
+    collection: BeirCollection | None = None  # given instead of data_dir (the scaling run)
+    storage_options: bool = False  # also measure the storage options (copies of the collection)
+    binary_settings: list[dict[str, int]] = field(default_factory=lambda: list(BINARY_SWEEP))
+    tiers: bool = False  # also measure the dense and rerank tiers
+    reranker: str | None = None  # a cross-encoder checkpoint; None: latency only (tiers.py)
+    rerank_top: int = 50
+    rerank_queries: int = 20  # a CPU cross-encoder reads 50 documents in seconds
+    filters: bool = False  # also measure filtered searches at several selectivities
+    hybrid: bool = False  # also measure hybrid (late + full text) against late alone
+    hash_partitions: tuple[int, ...] = ()  # also measure copies of the token table hashed N ways
+
+
+def cache_dir(config: BenchConfig) -> Path:
+    """Where encodings, Voyager's index and the latency-only cross-encoder are cached."""
+    if config.cache_dir is not None:
+        return config.cache_dir
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("lateinteract_pg")) / "encodings"

@@ -1,0 +1,81 @@
+"""Each storage option's recall against exact MaxSim, latency and bytes per token
+(``bench --storage-options``): query-time options on the collection itself, the others on
+copies of it built with the option."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from ...collection import Collection
+from ...store import Store
+from ..config import MERGE_THRESHOLDS, POOLED_SWEEP, BenchConfig
+from ..encoding import Encoded
+from ..ingest import ingest, storage_bytes
+from ..runs import FirstQueries, line, probing, search_ids, summary, timed
+
+__all__ = ["measure_storage_options"]
+
+
+def measure_storage_options(
+    config: BenchConfig,
+    store: Store,
+    name: str,
+    enc: Encoded,
+    coll: Collection,
+    storage: dict[str, Any],
+    first: FirstQueries,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Each storage option's recall against exact MaxSim (of the vectors as encoded),
+    latency and bytes per token, on the first ``sweep_queries`` queries.
+
+    Query-time options run on the collection itself; the others on a copy of it built with
+    that option (kept like the collection, under ``bench-NAME-OPTION``).
+    """
+    queries, truth, qrels, numpy_ms = first
+    numpy_p50 = statistics.median(numpy_ms)
+    options: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
+        ("halfvec index, float16 matrices (defaults)", {}, [{}]),
+        ("query-token clustering", {}, [{"merge_threshold": t} for t in MERGE_THRESHOLDS]),
+        ("stage 2 from token rows", {}, [{"rescore_from": "tokens"}]),
+        ("binary candidate index", {"candidate_index": "binary"}, config.binary_settings),
+        ("int8 matrices", {"rescore_storage": "int8"}, [{}]),
+        ("pool factor 2", {"pool_factor": 2}, POOLED_SWEEP),
+        ("pool factor 3", {"pool_factor": 3}, POOLED_SWEEP),
+    ]
+    out = []
+    for option, collection_options, settings_list in options:
+        echo(f"storage option: {option} ...")
+        target, ingested, option_storage = coll, {"reused": True}, storage
+        if collection_options:
+            suffix = "-".join(str(v) for v in collection_options.values())
+            target, ingested = ingest(
+                store, f"bench-{name}-{suffix}", enc, echo, config.keep, **collection_options
+            )
+            option_storage = storage_bytes(store, target.id, len(enc.doc_tokens))
+            timed(partial(search_ids, target, k=config.k), queries)  # warm, as the collection was
+        runs = []
+        for knobs in settings_list:
+            probes: list[int] = []
+            run = timed(probing(target, probes, k=config.k, plan="index", **knobs), queries)
+            run.name, run.settings = f"lateinteract_pg, {option}", knobs or {"defaults": True}
+            run.extra = {"probes_mean": round(float(np.mean(probes)), 1)}
+            runs.append(summary(run, truth, qrels, config.k, numpy_p50))
+            echo("  " + line(runs[-1]))
+        out.append(
+            {
+                "option": option,
+                "collection": collection_options,
+                "ingest": ingested,
+                "storage": option_storage,
+                "runs": runs,
+            }
+        )
+        if collection_options and not config.keep:
+            store.drop_collection(target.name)
+    return out

@@ -1,0 +1,133 @@
+"""The bench's collections in PostgreSQL: ingested from the encodings (COPY rate, HNSW build
+time), reused when kept, and what they cost: bytes on disk and the server's memory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from psycopg import sql
+
+from ..collection import Collection
+from ..store import Store
+from ..types import Document
+from .encoding import Encoded
+
+__all__ = ["ingest", "server_info", "storage_bytes"]
+
+log = logging.getLogger(__name__)
+
+
+def ingest(
+    store: Store,
+    name: str,
+    enc: Encoded,
+    echo: Callable[[str], None],
+    keep: bool,
+    texts: list[str] | None = None,
+    **options: Any,
+) -> tuple[Collection, dict[str, Any]]:
+    """The collection ``name`` holding the encoded documents (and their texts), created with
+    ``options`` (candidate_index, pool_factor, rescore_storage); reused when kept."""
+    n_tokens = len(enc.doc_tokens)
+    if keep and name in store:
+        coll = store.collection(name)
+        same = all(getattr(coll, option) == value for option, value in options.items())
+        has_texts = texts is None or (coll.get(enc.doc_ids[0]) or Document("", None)).text
+        if len(coll) == len(enc.doc_ids) and same and has_texts:
+            echo(f"collection {name!r}: reusing {len(coll)} documents")
+            return coll, {"reused": True}
+        store.drop_collection(name)
+    elif name in store:
+        store.drop_collection(name)
+    coll = store.collection(name, dim=enc.doc_tokens.shape[1], **options)
+    echo(f"ingesting {len(enc.doc_ids)} documents, {n_tokens} token rows into {name!r} ...")
+    coll.add_embeddings(enc.doc_ids, enc.documents(), texts=texts)
+    stats = coll.last_ingest
+    assert stats is not None
+    return coll, {
+        "reused": False,
+        "token_rows": n_tokens,
+        "copy_s": round(stats.copy_s, 2),
+        "copy_rows_per_s": round(n_tokens / stats.copy_s) if stats.copy_s else None,
+        "hnsw_build_s": round(stats.index_s, 1),
+    }
+
+
+def storage_bytes(store: Store, coll_id: int, n_tokens: int) -> dict[str, Any]:
+    """Bytes of the collection: its token partition and indexes, and its document rows.
+
+    The documents table is shared by all collections, so this collection's share is the
+    size of its rows as stored (packed matrix and dense vector included), not the table's
+    file size; ``matrices`` and ``dense_vectors`` tell those two parts of the rows apart.
+    Per token means per token as encoded (``n_tokens``), also for a pooled collection.
+    """
+    tokens = store.table(f"tokens_{coll_id}").as_string(store.conn)
+    row = store.conn.execute(
+        sql.SQL(
+            """
+            SELECT pg_relation_size(%(heap)s::regclass),
+                   pg_relation_size(%(hnsw)s::regclass),
+                   pg_relation_size(%(pkey)s::regclass),
+                   coalesce(sum(pg_column_size(d.*)), 0),
+                   coalesce(sum(pg_column_size(d.matrix)), 0),
+                   coalesce(sum(pg_column_size(d.dense)), 0),
+                   coalesce(pg_relation_size(to_regclass(%(dense)s)), 0),
+                   count(*)
+            FROM {documents} AS d WHERE d.collection_id = %(coll)s
+            """
+        ).format(documents=store.table("documents")),
+        {
+            "heap": tokens,
+            "hnsw": store.table(f"tokens_{coll_id}_hnsw").as_string(store.conn),
+            "pkey": store.table(f"tokens_{coll_id}_pkey").as_string(store.conn),
+            "dense": store.table(f"documents_{coll_id}_dense_hnsw").as_string(store.conn),
+            "coll": coll_id,
+        },
+    ).fetchone()
+    assert row is not None
+    names = ["token_heap", "hnsw_index", "token_pkey", "document_rows"]
+    sizes = dict(zip(names, (int(v) for v in row[:4])))
+    total = sum(sizes.values())
+    n_docs = max(1, int(row[7]))
+    return {
+        "bytes": sizes,
+        "bytes_total": total,
+        "bytes_per_token": {name: round(v / n_tokens, 1) for name, v in sizes.items()}
+        | {"total": round(total / n_tokens, 1)},
+        "bytes_per_document": round(total / n_docs, 1),
+        "parts_of_document_rows_per_token": {
+            "matrices": round(int(row[4]) / n_tokens, 1),
+            "dense_vectors": round(int(row[5]) / n_tokens, 1),
+        },
+        "dense_tier_bytes_per_document": round((int(row[5]) + int(row[6])) / n_docs, 1),
+    }
+
+
+def server_info(store: Store) -> dict[str, Any]:
+    """Version, memory settings and, for a server on this machine, its processes' memory."""
+    conn = store.conn
+    info: dict[str, Any] = {
+        "version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
+        "shared_buffers": conn.execute("SHOW shared_buffers").fetchone()[0],  # type: ignore[index]
+    }
+    try:
+        import psutil
+
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+        rss = pss = 0
+        for proc in psutil.process_iter(["name"]):
+            try:
+                if proc.info["name"] == "postgres" and proc.cwd() == data_dir:
+                    full = proc.memory_full_info()
+                    rss += full.rss
+                    pss += getattr(full, "pss", full.rss)
+            except (psutil.Error, OSError):
+                continue
+        if rss:
+            info["memory_rss_mb"] = round(rss / 2**20, 1)
+            info["memory_pss_mb"] = round(pss / 2**20, 1)
+    except Exception as exc:  # not superuser, psutil missing, or a remote server
+        log.info("server memory not measured: %s", exc)
+    return info

@@ -1,0 +1,318 @@
+"""The alternatives ``lateinteract-pg bench`` measures us against, on the same token vectors.
+
+- :class:`Exhaustive`: exact MaxSim of every document in numpy over an in-memory float32
+  matrix: the ground truth and the brute-force baseline.
+- :class:`VoyagerPeer`: PyLate's recipe with the ``voyager`` package directly: an in-memory
+  HNSW over every token vector, the top-k' document tokens per query token, every document
+  they belong to re-scored exactly in numpy.
+- :class:`SqlOnlyPeer`: the approach of pgvector-python's ColBERT example, written here in
+  our own words: one ``ORDER BY embedding <#> q LIMIT k'`` per query token joined with
+  ``UNION ALL``, then a SQL ``max_sim`` over each candidate's array of vectors. It uses our
+  token table and HNSW index, so only the aggregation and re-scoring differ from ours.
+
+Each ``search`` returns document ids best first; :func:`measure_peers` runs them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pgvector import HalfVector
+from psycopg import sql
+
+from ..collection import Collection
+from ..maxsim import maxsim_packed
+from ..store import Store
+from . import metrics
+from .config import (
+    SQL_ONLY_PER_TOKEN,
+    SQL_ONLY_SWEEP,
+    VOYAGER_PER_TOKEN,
+    VOYAGER_SWEEP,
+    BenchConfig,
+    cache_dir,
+)
+from .encoding import Encoded
+from .runs import Run, line, p50, summary, timed
+
+__all__ = ["Exhaustive", "SqlOnlyPeer", "VoyagerPeer", "measure_peers"]
+
+log = logging.getLogger(__name__)
+
+
+class Exhaustive:
+    """Exact MaxSim of every document; ``scores`` keeps the last query's scores."""
+
+    name = "exhaustive numpy MaxSim"
+
+    def __init__(self, doc_tokens: np.ndarray, doc_offsets: np.ndarray, doc_ids: list[str]):
+        self.matrix = doc_tokens.astype(np.float32)
+        self.offsets = doc_offsets
+        self.doc_ids = doc_ids
+
+    def search(self, query: np.ndarray, k: int) -> list[str]:
+        scores = maxsim_packed(query, self.matrix, self.offsets)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [self.doc_ids[j] for j in top]
+
+
+class VoyagerPeer:
+    """Per-token HNSW in memory (Voyager, inner product), then exact re-scoring.
+
+    The index is built once per set of vectors and parameters and cached on disk.
+    """
+
+    name = "voyager (in-memory per-token HNSW)"
+
+    def __init__(
+        self,
+        doc_tokens: np.ndarray,
+        doc_offsets: np.ndarray,
+        doc_ids: list[str],
+        *,
+        m: int = 64,
+        ef_construction: int = 200,
+        cache_dir: Path | None = None,
+    ):
+        self.matrix = doc_tokens.astype(np.float32)
+        self.offsets = doc_offsets
+        self.doc_ids = doc_ids
+        self.m, self.ef_construction = m, ef_construction
+        self.cache_dir = cache_dir
+        self.build_s: float | None = None
+        self.loaded_from_cache = False
+        self.index: Any = None
+
+    def _cache_path(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.sha256(self.matrix[:: max(1, len(self.matrix) // 4096)].tobytes())
+        digest.update(f"{self.matrix.shape}|{self.m}|{self.ef_construction}".encode())
+        return self.cache_dir / f"voyager-{digest.hexdigest()[:20]}.voy"
+
+    def build(self) -> None:
+        import voyager
+
+        path = self._cache_path()
+        if path is not None and path.exists():
+            self.index = voyager.Index.load(str(path))
+            self.loaded_from_cache = True
+            return
+        started = time.perf_counter()
+        self.index = voyager.Index(
+            voyager.Space.InnerProduct,
+            num_dimensions=self.matrix.shape[1],
+            M=self.m,
+            ef_construction=self.ef_construction,
+        )
+        self.index.add_items(self.matrix, num_threads=-1)
+        self.build_s = time.perf_counter() - started
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            self.index.save(str(tmp))
+            tmp.replace(path)
+
+    def index_bytes(self) -> int | None:
+        """Size of the saved index (vectors and graph): what it holds in memory."""
+        path = self._cache_path()
+        return path.stat().st_size if path is not None and path.exists() else None
+
+    def search(self, query: np.ndarray, k: int, per_token: int = 100) -> list[str]:
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        neighbours, _ = self.index.query(q, k=per_token, query_ef=max(per_token, 100))
+        tokens = np.unique(neighbours.astype(np.int64).ravel())
+        docs = np.unique(np.searchsorted(self.offsets, tokens, side="right") - 1)
+        # exact MaxSim of every candidate over its rows of the in-memory matrix
+        starts, ends = self.offsets[docs], self.offsets[docs + 1]
+        rows = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])
+        local = np.concatenate([[0], np.cumsum(ends - starts)])
+        scores = maxsim_packed(q, self.matrix[rows], local)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [self.doc_ids[docs[j]] for j in top]
+
+
+_SQL_ONLY_SETUP = """
+CREATE TABLE IF NOT EXISTS {arrays} (
+    doc_id bigint PRIMARY KEY,
+    embeddings halfvec[] NOT NULL
+);
+CREATE OR REPLACE FUNCTION {max_sim}(document halfvec[], query halfvec[])
+RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    WITH q AS (SELECT v, i FROM unnest(query) WITH ORDINALITY AS u(v, i)),
+         d AS (SELECT unnest(document) AS v),
+         best AS (SELECT max(-(d.v <#> q.v)) AS sim FROM q CROSS JOIN d GROUP BY q.i)
+    SELECT sum(sim) FROM best
+$$;
+"""
+
+
+class SqlOnlyPeer:
+    """pgvector-python's ColBERT example, in SQL only (see the module docstring)."""
+
+    name = "SQL only (pgvector-python ColBERT example)"
+
+    def __init__(self, store: Any, collection: Any):
+        self.store = store
+        self.coll = collection
+        self.arrays = store.table(f"sqlonly_arrays_{collection.id}")
+        self.max_sim = store.table("sqlonly_max_sim")
+        self._statements: dict[int, sql.Composed] = {}
+
+    def build(self) -> float:
+        """The per-document arrays of vectors (from our token rows); seconds taken."""
+        conn = self.store.conn
+        started = time.perf_counter()
+        conn.execute(sql.SQL(_SQL_ONLY_SETUP).format(arrays=self.arrays, max_sim=self.max_sim))
+        count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.arrays)).fetchone()
+        if count is not None and count[0] != len(self.coll):
+            with conn.transaction():
+                conn.execute(sql.SQL("TRUNCATE {}").format(self.arrays))
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} SELECT doc_id, array_agg(embedding ORDER BY position) "
+                        "FROM {} WHERE collection_id = %s GROUP BY doc_id"
+                    ).format(self.arrays, self.store.table("tokens")),
+                    (self.coll.id,),
+                )
+        return time.perf_counter() - started
+
+    def bytes(self) -> int:
+        row = self.store.conn.execute(
+            "SELECT pg_total_relation_size(%s::regclass)", (self.arrays.as_string(self.store.conn),)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _statement(self, m: int) -> sql.Composed:
+        if m not in self._statements:
+            probe = sql.SQL(
+                "(SELECT doc_id FROM {tokens} WHERE collection_id = {cid} "
+                "ORDER BY embedding::halfvec({dim}) <#> {q} LIMIT {per_token})"
+            )
+            branches = [
+                probe.format(
+                    tokens=self.store.table("tokens"),
+                    cid=sql.Literal(self.coll.id),
+                    dim=sql.Literal(self.coll.dim),
+                    q=sql.Placeholder(f"q{i}"),
+                    per_token=sql.Placeholder("per_token"),
+                )
+                for i in range(m)
+            ]
+            self._statements[m] = sql.SQL(
+                "WITH candidates AS ({union}) "
+                "SELECT d.external_id, {max_sim}(a.embeddings, {query}) AS score "
+                "FROM {arrays} AS a JOIN {documents} AS d ON d.id = a.doc_id "
+                "WHERE a.doc_id IN (SELECT doc_id FROM candidates) "
+                "ORDER BY score DESC LIMIT {k}"
+            ).format(
+                union=sql.SQL(" UNION ALL ").join(branches),
+                max_sim=self.max_sim,
+                query=sql.Placeholder("query"),
+                arrays=self.arrays,
+                documents=self.store.table("documents"),
+                k=sql.Placeholder("k"),
+            )
+        return self._statements[m]
+
+    def search(self, query: np.ndarray, k: int, per_token: int = 10) -> list[str]:
+        # pgvector's default ef_search unless k' needs more (an index scan yields at most ef)
+        self.store.set_session("hnsw.ef_search", str(max(40, per_token)))
+        vectors = [HalfVector(v) for v in query]
+        params: dict[str, Any] = {f"q{i}": v for i, v in enumerate(vectors)}
+        params.update(query=vectors, per_token=per_token, k=k)
+        rows = self.store.conn.execute(self._statement(len(vectors)), params).fetchall()
+        return [r[0] for r in rows]
+
+
+def measure_peers(
+    config: BenchConfig,
+    store: Store,
+    coll: Collection,
+    enc: Encoded,
+    queries: list[np.ndarray],
+    truth: list[list[str]],
+    qrels: list[dict[str, int]],
+    brute: Run,
+    encode_ms: list[float],
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """Voyager on every query and the SQL-only recipe on the first ``peer_queries``, each at
+    its main setting and, with ``sweep``, at the k' of its sweep; fast-plaid's absence."""
+    k = config.k
+    brute_p50 = p50(brute)
+    systems, sweep = [], []
+    echo("voyager: building (or loading) the in-memory per-token HNSW ...")
+    voyager = VoyagerPeer(enc.doc_tokens, enc.doc_offsets, enc.doc_ids, cache_dir=cache_dir(config))
+    voyager.build()
+    echo(
+        "  loaded from cache"
+        if voyager.loaded_from_cache
+        else f"  built in {voyager.build_s:.1f} s"
+    )
+    run = timed(partial(voyager.search, k=k, per_token=VOYAGER_PER_TOKEN), queries)
+    run.name = voyager.name
+    run.settings = {"M": voyager.m, "ef_construction": voyager.ef_construction,
+                    "per_token": VOYAGER_PER_TOKEN}  # fmt: skip
+    deep = [voyager.search(q, 100, VOYAGER_PER_TOKEN) for q in queries]
+    index_bytes = voyager.index_bytes()
+    run.extra = {
+        "build_s": None if voyager.build_s is None else round(voyager.build_s, 1),
+        "index_bytes_per_token": None
+        if index_bytes is None
+        else round(index_bytes / len(enc.doc_tokens), 1),
+    }
+    systems.append(summary(run, truth, qrels, k, brute_p50, encode_ms, deep))
+    echo(line(systems[-1]))
+    if config.sweep:
+        m = config.sweep_queries
+        for per_token in VOYAGER_SWEEP:
+            run = timed(partial(voyager.search, k=k, per_token=per_token), queries[:m])
+            run.name, run.settings = voyager.name, {"per_token": per_token}
+            sweep.append(summary(run, truth[:m], qrels[:m], k, p50(brute, m)))
+            echo("  sweep " + line(sweep[-1]))
+    del voyager
+
+    subset = queries[: config.peer_queries]
+    echo(f"SQL only (pgvector-python's ColBERT example), first {len(subset)} queries ...")
+    sql_only = SqlOnlyPeer(store, coll)
+    arrays_s = sql_only.build()
+    run = timed(partial(sql_only.search, k=k, per_token=SQL_ONLY_PER_TOKEN), subset)
+    run.name, run.settings = sql_only.name, {"per_token": SQL_ONLY_PER_TOKEN}
+    run.extra = {
+        "arrays_build_s": round(arrays_s, 1),
+        "arrays_bytes_per_token": round(sql_only.bytes() / len(enc.doc_tokens), 1),
+    }
+    n = len(subset)
+    run.extra["exact_on_same_queries"] = {
+        "ndcg_at_10": round(
+            float(np.mean([metrics.ndcg_at(t, q) for t, q in zip(truth, qrels[:n])])), 4
+        ),
+        "mrr_at_10": round(
+            float(np.mean([metrics.mrr_at(t, q) for t, q in zip(truth, qrels[:n])])), 4
+        ),
+    }
+    systems.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n), encode_ms[:n]))
+    echo(line(systems[-1]))
+    if config.sweep:
+        for per_token in SQL_ONLY_SWEEP:
+            run = timed(partial(sql_only.search, k=k, per_token=per_token), subset)
+            run.name, run.settings = sql_only.name, {"per_token": per_token}
+            sweep.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n)))
+            echo("  sweep " + line(sweep[-1]))
+    return {
+        "systems": systems,
+        "sweep": sweep,
+        "fast_plaid": (
+            "not run: the fast-plaid wheel (1.7.0) requires torch==2.11.0 exactly; with this "
+            "project's CPU torch 2.13.0 its compiled extension crashes (SIGSEGV) in "
+            "FastPlaid.create(), and no CPU build of torch 2.11.0 is available to this machine"
+        ),
+    }

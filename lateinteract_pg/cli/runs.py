@@ -1,0 +1,209 @@
+"""Commands that run something whole: the demo, the benchmark, the scaling run, the load
+test (the benchmark subpackage is imported only by these)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import common
+from .common import F
+
+__all__ = ["bench", "demo", "load", "scaling"]
+
+@click.command()
+@common.database
+@click.option("--collection", default="python-docs", show_default=True)
+@click.option("--reset", is_flag=True, help="drop and rebuild the demo collection")
+@click.option("--limit", type=int, default=None, help="index only the first N passages")
+@click.option(
+    "--model",
+    default=None,
+    help="a ColBERT checkpoint (hub name or folder); "
+    "default: one built offline from all-MiniLM-L6-v2 (not trained as ColBERT)",
+)
+@click.argument("questions", nargs=-1)
+def demo(
+    dsn: str | None,
+    schema: str,
+    collection: str,
+    reset: bool,
+    limit: int | None,
+    model: str | None,
+    questions: tuple[str, ...],
+) -> None:
+    """Index the Python standard library's documentation and answer questions."""
+    from ..demo import run_demo
+
+    run_demo(
+        dsn=dsn,
+        schema=schema,
+        collection=collection,
+        reset=reset,
+        limit=limit,
+        questions=list(questions) or None,
+        model=model,
+        echo=click.echo,
+    )
+
+
+def bench_options(command: F) -> F:
+    """Options shared by ``bench`` and ``scaling``."""
+    for option in reversed(
+        [
+            click.option("--dsn", default=None, help=common.DSN_HELP),
+            click.option(
+                "--out",
+                type=click.Path(path_type=Path),
+                default=Path("bench-results"),
+                show_default=True,
+                help="folder for the JSON, Markdown and PNG results",
+            ),
+            click.option(
+                "--model", default="minilm", show_default=True, help="encoder: " + common.MODEL_HELP
+            ),
+            click.option(
+                "--queries", "max_queries", type=int, default=None, help="use the first N queries"
+            ),
+            click.option("--k", type=int, default=10, show_default=True),
+            click.option("--peers/--no-peers", default=True, help="measure Voyager and SQL-only"),
+            click.option(
+                "--peer-queries",
+                type=int,
+                default=100,
+                show_default=True,
+                help="queries for the (slow) SQL-only peer",
+            ),
+            click.option(
+                "--qps-seconds",
+                type=float,
+                default=5.0,
+                show_default=True,
+                help="seconds per client count in the QPS measurement",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@bench_options
+@click.option("--limit-docs", type=int, default=None, help="use the first N documents")
+@click.option(
+    "--sweep/--no-sweep", default=False, help="also sweep the tuning knobs (first 100 queries)"
+)
+@click.option("--keep/--no-keep", default=True, help="keep the collection for the next run")
+@click.option(
+    "--storage-options",
+    is_flag=True,
+    help="also measure the storage options (query-token clustering, stage 2 from token rows, "
+    "and on copies of the collection: binary candidate index, int8 matrices, pool factor 2, 3)",
+)
+@click.option(
+    "--tiers", is_flag=True, help="also measure the dense and rerank tiers (first 100 queries)"
+)
+@click.option(
+    "--reranker",
+    default=None,
+    help="cross-encoder checkpoint (folder or hub name) for the rerank tier; without one, an "
+    "untrained MiniLM-L-6-sized cross-encoder gives its latency only",
+)
+@click.option("--rerank-top", type=int, default=50, show_default=True)
+@click.option(
+    "--filters",
+    is_flag=True,
+    help="also measure filtered searches at 50%, 5% and 0.5% selectivity (first 100 queries)",
+)
+@click.option(
+    "--hybrid",
+    is_flag=True,
+    help="also measure hybrid search (late interaction fused with full text) on every query",
+)
+@click.option(
+    "--hash-partitions",
+    default="",
+    help="also measure copies of the token rows hashed by document into these numbers of "
+    "partitions, e.g. 2,4 (first 100 queries)",
+)
+@click.option("--quick", is_flag=True, help="5 queries, 1 s per QPS step: checks the bench runs")
+def bench(
+    data_dir: Path, limit_docs: int | None, sweep: bool, keep: bool, quick: bool, **options: Any
+) -> None:
+    """Quality, latency and cost of our search and of its peers (exhaustive numpy, Voyager,
+    SQL-only) on one BEIR-layout collection, in one run."""
+    from ..bench import BenchConfig, run_bench
+
+    options["hash_partitions"] = tuple(
+        int(n) for n in options.pop("hash_partitions").split(",") if n.strip()
+    )
+    if quick:
+        options["max_queries"] = options["max_queries"] or 5
+        options["qps_seconds"] = 1.0
+    config = BenchConfig(
+        data_dir=data_dir, limit_docs=limit_docs, sweep=sweep, keep=keep, **options
+    )
+    report = run_bench(config, echo=click.echo)
+    click.echo(f"results: {config.out / (report['name'] + '.json')}")
+
+
+@click.command("load")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--searchers", type=click.IntRange(0), default=8, show_default=True)
+@click.option("--writers", type=click.IntRange(0), default=2, show_default=True)
+@click.option("--seconds", type=click.FloatRange(0.1), default=60.0, show_default=True)
+@click.option(
+    "--pool-size", type=click.IntRange(1), default=4, show_default=True, help="connections"
+)
+@click.option("--limit-docs", type=int, default=None, help="use the first N documents")
+@click.option("--model", default="minilm", show_default=True, help=common.MODEL_HELP)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"))
+@click.option("--dsn", default=None, help=common.DSN_HELP)
+def load(
+    data_dir: Path,
+    searchers: int,
+    writers: int,
+    seconds: float,
+    pool_size: int,
+    limit_docs: int | None,
+    model: str,
+    out: Path,
+    dsn: str | None,
+) -> None:
+    """Load test: concurrent searchers and writers through one connection pool on a
+    BEIR-layout collection for a bounded time; then every acknowledged write is checked.
+    Exits 1 on any error, lost or wrong write, wrong counter or written document not found."""
+    from ..bench import LoadConfig, load_failures, load_markdown, load_test
+
+    config = LoadConfig(searchers=searchers, writers=writers, seconds=seconds, pool_size=pool_size)
+    report = load_test(
+        data_dir, config, dsn=dsn, limit_docs=limit_docs, model=model, out=out, echo=click.echo
+    )
+    click.echo(load_markdown(report))
+    problems = load_failures(report)
+    if problems:
+        click.echo(f"load test FAILED: {'; '.join(problems)}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@bench_options
+@click.option(
+    "--sizes",
+    default="1000",
+    show_default=True,
+    help="comma-separated document counts of scifact to measure before all of it",
+)
+def scaling(data_root: Path, sizes: str, **options: Any) -> None:
+    """The bench at growing sizes: the first N documents of DATA_ROOT/scifact, all of it,
+    then every collection under DATA_ROOT merged; writes scaling.json, .md and .png."""
+    from ..bench import BenchConfig, run_scaling
+
+    counts = [int(x) for x in sizes.split(",") if x.strip()]
+    config = BenchConfig(data_dir=data_root, **options)
+    run_scaling(data_root, config, counts, echo=click.echo)

@@ -1,4 +1,0 @@
--- Undoes schema.sql: drops every collection's tokens, documents and collections.
-DROP TABLE IF EXISTS {schema}.tokens CASCADE;
-DROP TABLE IF EXISTS {schema}.documents CASCADE;
-DROP TABLE IF EXISTS {schema}.collections CASCADE;

@@ -15,11 +15,14 @@ DIM = 16
 PASSWORD = "lip-test-password"
 
 
-def unit_docs(n: int, seed: int = 0, dim: int = DIM) -> list[np.ndarray]:
+def unit_docs(
+    n: int, seed: int = 0, dim: int = DIM, lengths: tuple[int, int] = (1, 30)
+) -> list[np.ndarray]:
+    """``n`` random documents of unit token vectors, ``lengths`` tokens each (low, high)."""
     rng = np.random.default_rng(seed)
     docs = []
     for _ in range(n):
-        d = rng.standard_normal((int(rng.integers(1, 30)), dim)).astype(np.float32)
+        d = rng.standard_normal((int(rng.integers(*lengths)), dim)).astype(np.float32)
         docs.append(d / np.linalg.norm(d, axis=1, keepdims=True))
     return docs
 

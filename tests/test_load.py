@@ -23,17 +23,13 @@ from lateinteract_pg.bench.load import (
     run_load,
 )
 from lateinteract_pg.cli import cli
+from tests.helpers import unit_docs
 
 DIM = 16
 
 
 def matrices(n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        m = rng.standard_normal((int(rng.integers(5, 40)), DIM)).astype(np.float32)
-        out.append(m / np.linalg.norm(m, axis=1, keepdims=True))
-    return out
+    return unit_docs(n, seed, DIM, lengths=(5, 40))
 
 
 def test_pooled_stores_share_connections_and_reset_settings(pg_dsn: str, schema_name: str) -> None:

@@ -117,16 +117,12 @@ class Collection:
     ) -> list[str]:
         """Encode and add documents with the collection's encoder; returns the stored ids.
 
-        Each document is a str (its id is a hash of the text), a dict with ``text`` and
-        optional ``id`` and ``metadata``, or a :class:`Document`. Upsert by id, one
-        transaction, as :meth:`add_embeddings`.
-
-        With ``passage_words``, each document is split into passages of at most that many
-        words (on paragraph boundaries) stored as ``"<id>#<n>"`` with ``document_id`` and
-        ``passage`` in their metadata; re-adding a document replaces all its old passages,
-        and ``search(..., by_document=True)`` maps hits back to documents.
-
-        ``tenant``: the tenant the documents belong to (see :meth:`Store.grant_tenant`).
+        A document is a str (its id: a hash of the text), a dict with ``text`` and optional
+        ``id`` and ``metadata``, or a :class:`Document`; upsert by id, one transaction. With
+        ``passage_words``, each is stored as passages ``"<id>#<n>"`` of at most that many words
+        (``document_id`` and ``passage`` in their metadata; re-adding replaces them all;
+        ``search(..., by_document=True)`` maps hits back). ``tenant``: see
+        :meth:`add_embeddings`.
         """
         encoder = self._require_encoder()
         ids, texts, metadata, replaced = prepare_documents(documents, passage_words)
@@ -220,13 +216,9 @@ class Collection:
         by_document: bool = False,
         **options: Any,
     ) -> list[Hit]:
-        """Encode ``text`` as a query with the collection's encoder and search.
-
-        ``tier`` picks the point on the cost/accuracy spectrum: ``"dense"``, ``"late"`` or
-        ``"rerank"``; see :meth:`search_embeddings` for them and the other options.
-
-        ``by_document``: passages (see :meth:`add`) count for their document: each document
-        appears once, as its best passage, under the document's id.
+        """Encode ``text`` as a query with the collection's encoder and search; ``tier`` and
+        the other options as in :meth:`search_embeddings`. ``by_document``: passages (see
+        :meth:`add`) count for their document, each once, as its best passage.
         """
         query = self._encode_query(text)
         wanted = check_k(k)
@@ -329,20 +321,12 @@ class Collection:
         tenant: str | None = None,
         **late_options: Any,
     ) -> list[Hit]:
-        """Late interaction fused with PostgreSQL full text (see
-        :mod:`lateinteract_pg.search.hybrid`): the late tier's best ``depth`` documents by
-        MaxSim against ``query`` (at the knobs of a top-``k`` search; ``late_options`` as in
-        :meth:`search_embeddings` override them) and the best ``depth`` by full text of
-        ``query_text`` (any of its words, ``ts_rank``), fused in one SQL statement:
-
-        - ``fusion="weighted"`` (default, ``weight=0.7``, the best measured on scifact and
-          cranfield): ``weight * late + (1 - weight) * lexical``, each scaled to 0..1 by
-          its list's min and max;
-        - ``fusion="rrf"``: ``weight / (rrf_k + late rank) + (1 - weight) / (rrf_k +
-          lexical rank)``.
-
-        A document missing from a list gets nothing from it; ``score`` is the fused score.
-        ``filter``, ``where`` and ``tenant`` hold for both lists.
+        """Late interaction fused with PostgreSQL full text, as
+        :mod:`lateinteract_pg.search.hybrid` describes: the late tier's best ``depth``
+        documents (``late_options`` as in :meth:`search_embeddings`) and the best ``depth`` by
+        full text of ``query_text``, fused by ``fusion="weighted"`` (``weight`` * late + (1 -
+        ``weight``) * lexical, each scaled to 0..1) or ``"rrf"`` (reciprocal ranks, ``rrf_k``);
+        ``score`` is the fused score; ``filter``, ``where`` and ``tenant`` hold for both lists.
         """
         hybrid.check_query_text(query_text)
         fused = hybrid.Fusion.build(fusion, weight, depth, rrf_k)

@@ -49,6 +49,22 @@ def snapshot(store: lip.Store) -> tuple[object, ...]:
     )
 
 
+def assert_same_hits(rows: list, hits: list[lip.Hit], tol: float = 1e-3) -> None:
+    """SQL ``search()`` rows (id, score, ...) and the Python path's hits agree: rank by rank
+    the same scores within ``tol``, and the same documents but where two tie within ``tol``
+    (SQL scores the query as halfvec, Python the float32 query it is given)."""
+    np.testing.assert_allclose([r[1] for r in rows], [h.score for h in hits], atol=tol)
+    python = {h.id: h.score for h in hits}
+    for row, hit in zip(rows, hits):
+        doc, score = row[0], row[1]
+        if doc != hit.id:  # swapped with a document of the same score, within tol
+            assert abs(score - hit.score) <= tol, (rows, hits)
+            assert doc not in python or abs(python[doc] - score) <= tol, (rows, hits)
+    assert len({r[0] for r in rows} ^ set(python)) <= 2 * sum(
+        abs(r[1] - rows[-1][1]) <= tol for r in rows
+    ), (rows, hits)  # only documents tied with the k-th may be in one list and not the other
+
+
 def make_role(superuser_dsn: str, database_dsn: str, *privileges: str) -> str:
     """A login role (not superuser) with ``privileges`` on the database; its DSN."""
     role = f"lip_role_{uuid.uuid4().hex[:8]}"

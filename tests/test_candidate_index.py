@@ -15,7 +15,7 @@ from psycopg import sql
 import lateinteract_pg as lip
 from lateinteract_pg import migrate
 from lateinteract_pg.search import candidates
-from tests.helpers import DIM, numpy_top, snapshot, unit_docs
+from tests.helpers import DIM, assert_same_hits, numpy_top, snapshot, unit_docs
 
 
 def index_definition(coll: lip.Collection) -> str | None:
@@ -86,8 +86,7 @@ def test_binary_index_search_returns_exact_scores(binary: tuple) -> None:
         exact = dict(numpy_top(q, docs, len(docs)))
         np.testing.assert_allclose([h.score for h in hits], [exact[h.id] for h in hits], atol=1e-3)
         rows = sql_search(coll, q, 5, **knobs)
-        assert [r[0] for r in rows] == [h.id for h in hits]
-        np.testing.assert_allclose([r[1] for r in rows], [h.score for h in hits], atol=1e-3)
+        assert_same_hits(rows, hits)
 
 
 def test_switching_the_candidate_index(store: lip.Store) -> None:

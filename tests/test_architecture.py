@@ -72,6 +72,7 @@ def _imports(name: str, top_level_only: bool) -> set[str]:
                 continue
             candidates = [".".join([*target, a.name]) for a in node.names]
             found.update(c if c in MODULES else ".".join(target) for c in candidates)
+            found.add(".".join(target))  # "from . import x" runs the package's __init__ too
         elif isinstance(node, ast.Import):
             found.update(
                 a.name.removeprefix("lateinteract_pg.")

@@ -980,7 +980,7 @@ def test_cli_ingest_stops_or_skips_bad_lines(
 
     from lateinteract_pg.cli import cli
 
-    monkeypatch.setattr("lateinteract_pg.cli.common.load_model", lambda model: minilm)
+    monkeypatch.setattr("lateinteract_pg.cli.documents.load_model", lambda model: minilm)
     seed_collection(store)
     path = tmp_path / "docs.jsonl"
     common = ["--model", "minilm", "--dsn", store.dsn, "--schema", store.schema]

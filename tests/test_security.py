@@ -37,7 +37,7 @@ import lateinteract_pg as lip
 from lateinteract_pg import cli as cli_module
 from lateinteract_pg import doctor, embedded, migrate, sql_functions
 from lateinteract_pg.cli import cli
-from lateinteract_pg.cli import common as cli_common
+from lateinteract_pg.cli import documents as cli_documents
 from lateinteract_pg.migrate import REDACTED, redact_dsn
 from tests.helpers import PASSWORD, drop_roles, drop_schema, make_role, user_of
 
@@ -712,7 +712,7 @@ def test_a_where_fragment_cannot_smuggle_a_second_statement(store: lip.Store, ca
 
 @pytest.fixture
 def words(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_common, "load_model", lambda model: WordEncoder())
+    monkeypatch.setattr(cli_documents, "load_model", lambda model: WordEncoder())
 
 
 def run_cli(*args: str) -> Any:

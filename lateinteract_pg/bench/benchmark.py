@@ -36,7 +36,6 @@ from psycopg import sql
 from ..collection import Collection
 from ..search import planner
 from ..store import Store, connect
-from . import metrics
 from .config import BENCH_SCHEMA, CLIENTS, BenchConfig
 from .datasets import load_beir
 from .encoding import encode_collection, query_encoding_ms
@@ -48,6 +47,7 @@ from .experiments import (
     measure_tiers,
 )
 from .ingest import ingest, server_info, storage_bytes
+from .metrics import percentile
 from .peers import Exhaustive, measure_peers
 from .qps import measure_qps
 from .report import write_report
@@ -171,7 +171,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         "k": k,
         "ingest": ingested,
         "storage": storage,
-        "encoding_ms": {f"p{p}": round(metrics.percentile(encode_ms, p), 2) for p in (50, 95, 99)},
+        "encoding_ms": {f"p{p}": round(percentile(encode_ms, p), 2) for p in (50, 95, 99)},
         "systems": systems,
         "qps": qps,
         "sweep": sweep,

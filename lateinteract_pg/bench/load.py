@@ -28,11 +28,11 @@ from psycopg_pool import ConnectionPool
 from ..errors import InvalidInput
 from ..pool import open_pool, pooled_store
 from ..store import Store, connect
-from . import metrics
 from .config import BENCH_SCHEMA, BenchConfig
 from .datasets import load_beir
 from .encoding import encode_collection
 from .ingest import ingest
+from .metrics import percentile
 
 __all__ = ["LoadConfig", "load_failures", "load_markdown", "load_test", "run_load"]
 
@@ -326,7 +326,7 @@ def _report(
             "count": len(latencies),
             "per_s": round(len(latencies) / elapsed, 2),
             "p50_ms": round(statistics.median(latencies), 1),
-            "p99_ms": round(metrics.percentile(latencies, 99), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
         }
         for operation, latencies in sorted(by_operation.items())
     }

@@ -30,7 +30,6 @@ from psycopg import sql
 from ..collection import Collection
 from ..maxsim import maxsim_packed
 from ..store import Store
-from . import metrics
 from .config import (
     SQL_ONLY_PER_TOKEN,
     SQL_ONLY_SWEEP,
@@ -40,6 +39,7 @@ from .config import (
     cache_dir,
 )
 from .encoding import Encoded
+from .metrics import mrr_at, ndcg_at
 from .runs import Run, line, p50, summary, timed
 
 __all__ = ["Exhaustive", "SqlOnlyPeer", "VoyagerPeer", "measure_peers"]
@@ -293,10 +293,10 @@ def measure_peers(
     n = len(subset)
     run.extra["exact_on_same_queries"] = {
         "ndcg_at_10": round(
-            float(np.mean([metrics.ndcg_at(t, q) for t, q in zip(truth, qrels[:n])])), 4
+            float(np.mean([ndcg_at(t, q) for t, q in zip(truth, qrels[:n])])), 4
         ),
         "mrr_at_10": round(
-            float(np.mean([metrics.mrr_at(t, q) for t, q in zip(truth, qrels[:n])])), 4
+            float(np.mean([mrr_at(t, q) for t, q in zip(truth, qrels[:n])])), 4
         ),
     }
     systems.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n), encode_ms[:n]))

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..collection import Collection
 from ..store import connect
-from . import metrics
 from .config import BENCH_SCHEMA, CLIENTS, BenchConfig
+from .metrics import percentile
 
 __all__ = ["measure_qps"]
 
@@ -62,7 +62,7 @@ def measure_qps(
                 "queries": len(done),
                 "qps": round(len(done) / elapsed, 2),
                 "p50_ms": round(statistics.median(done), 2) if done else None,
-                "p95_ms": round(metrics.percentile(done, 95), 2),
+                "p95_ms": round(percentile(done, 95), 2),
             }
         )
         for s in stores:

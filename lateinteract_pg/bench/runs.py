@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..collection import Collection
-from . import metrics
+from .metrics import mrr_at, ndcg_at, overlap_at, percentile, recall_at
 
 __all__ = ["FirstQueries", "Run", "line", "p50", "probing", "search_ids", "summary", "timed"]
 
@@ -76,24 +76,24 @@ def summary(
         "settings": run.settings,
         "queries": n,
         "recall_at_k_vs_exact": round(
-            float(np.mean([metrics.overlap_at(r, t, k) for r, t in zip(run.rankings, truth)])), 4
+            float(np.mean([overlap_at(r, t, k) for r, t in zip(run.rankings, truth)])), 4
         ),
-        "latency_ms": {f"p{p}": round(metrics.percentile(lat, p), 2) for p in (50, 95, 99)},
+        "latency_ms": {f"p{p}": round(percentile(lat, p), 2) for p in (50, 95, 99)},
         "ratio_to_numpy": round(statistics.median(lat) / brute_p50, 3),
         "ndcg_at_10": round(
-            float(np.mean([metrics.ndcg_at(r, q) for r, q in zip(run.rankings, qrels)])), 4
+            float(np.mean([ndcg_at(r, q) for r, q in zip(run.rankings, qrels)])), 4
         ),
         "mrr_at_10": round(
-            float(np.mean([metrics.mrr_at(r, q) for r, q in zip(run.rankings, qrels)])), 4
+            float(np.mean([mrr_at(r, q) for r, q in zip(run.rankings, qrels)])), 4
         ),
         "recall_at_100": None
         if deep is None
-        else round(float(np.mean([metrics.recall_at(r, q) for r, q in zip(deep, qrels)])), 4),
+        else round(float(np.mean([recall_at(r, q) for r, q in zip(deep, qrels)])), 4),
     }
     if encode_ms is not None:
         total = [a + b for a, b in zip(lat, encode_ms)]
         row["latency_with_encoding_ms"] = {
-            f"p{p}": round(metrics.percentile(total, p), 2) for p in (50, 95, 99)
+            f"p{p}": round(percentile(total, p), 2) for p in (50, 95, 99)
         }
     row.update(run.extra)
     return row

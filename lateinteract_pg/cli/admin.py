@@ -10,7 +10,7 @@ import click
 
 from .. import migrate as migrations
 from ..store import connect
-from . import common
+from .common import DSN_HELP, database, resolve_dsn
 
 __all__ = [
     "collections",
@@ -26,7 +26,7 @@ __all__ = [
 
 
 @click.command()
-@common.database
+@database
 @click.option(
     "--revision",
     default="head",
@@ -35,60 +35,60 @@ __all__ = [
 )
 def migrate(dsn: str | None, schema: str, revision: str) -> None:
     """Create or upgrade the schema (idempotent), or move it to another --revision."""
-    reached = migrations.upgrade(common.resolve_dsn(dsn), schema, revision)
+    reached = migrations.upgrade(resolve_dsn(dsn), schema, revision)
     click.echo(f"schema {schema!r} at revision {reached}")
 
 
 @click.command()
-@click.option("--dsn", default=None, help=common.DSN_HELP)
+@click.option("--dsn", default=None, help=DSN_HELP)
 @click.option(
     "--show-password", is_flag=True, help="print the password too (masked as **** by default)"
 )
 def dsn(dsn: str | None, show_password: bool) -> None:
     """Print the connection string in use (starts the embedded server if needed)."""
-    resolved = migrations.check_dsn(common.resolve_dsn(dsn))
+    resolved = migrations.check_dsn(resolve_dsn(dsn))
     click.echo(resolved if show_password else migrations.redact_dsn(resolved))
 
 
 @click.command("grant-read-only")
 @click.argument("role")
-@common.database
+@database
 def grant_read_only(role: str, dsn: str | None, schema: str) -> None:
     """Let an existing ROLE search (Python or SQL) but write nothing (idempotent)."""
-    migrations.grant_read_only(common.resolve_dsn(dsn), role, schema)
+    migrations.grant_read_only(resolve_dsn(dsn), role, schema)
     click.echo(f"{role} may now search schema {schema!r} read-only")
 
 
 @click.command("grant-tenant")
 @click.argument("role")
 @click.argument("tenant")
-@common.database
+@database
 def grant_tenant(role: str, tenant: str, dsn: str | None, schema: str) -> None:
     """Let ROLE search TENANT's documents (and the shared ones), read-only; row-level
     security hides every other tenant's (idempotent)."""
-    migrations.grant_tenant(common.resolve_dsn(dsn), role, tenant, schema)
+    migrations.grant_tenant(resolve_dsn(dsn), role, tenant, schema)
     click.echo(f"{role} may now search tenant {tenant!r} of schema {schema!r}")
 
 
 @click.command("revoke-tenant")
 @click.argument("role")
 @click.argument("tenant")
-@common.database
+@database
 def revoke_tenant(role: str, tenant: str, dsn: str | None, schema: str) -> None:
     """Take TENANT away from ROLE."""
-    migrations.revoke_tenant(common.resolve_dsn(dsn), role, tenant, schema)
+    migrations.revoke_tenant(resolve_dsn(dsn), role, tenant, schema)
     click.echo(f"{role} no longer searches tenant {tenant!r} of schema {schema!r}")
 
 
 @click.command()
-@common.database
+@database
 @click.option("--json", "as_json", is_flag=True, help="the whole report as JSON")
 def doctor(dsn: str | None, schema: str, as_json: bool) -> None:
     """Report server and pgvector versions, schema version, index health and settings;
     exits 1 when something is broken."""
     from ..doctor import diagnose
 
-    report = diagnose(common.resolve_dsn(dsn), schema)
+    report = diagnose(resolve_dsn(dsn), schema)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -122,7 +122,7 @@ def doctor(dsn: str | None, schema: str, as_json: bool) -> None:
 
 
 @click.command("collections")
-@common.database
+@database
 def collections(dsn: str | None, schema: str) -> None:
     """List collections as JSON lines."""
     with connect(dsn, schema=schema) as store:
@@ -136,7 +136,7 @@ def collections(dsn: str | None, schema: str) -> None:
     "--reindex/--no-reindex", default=True, show_default=True,
     help="rebuild the HNSW and dense indexes (REINDEX CONCURRENTLY) after the VACUUM",
 )  # fmt: skip
-@common.database
+@database
 def compact(name: str, reindex: bool, dsn: str | None, schema: str) -> None:
     """Reclaim the space of replaced and deleted documents of collection NAME (VACUUM, then
     REINDEX CONCURRENTLY); searches and writes go on meanwhile."""
@@ -151,7 +151,7 @@ def compact(name: str, reindex: bool, dsn: str | None, schema: str) -> None:
 @click.command()
 @click.argument("name")
 @click.confirmation_option(prompt="Drop the collection with all its documents?")
-@common.database
+@database
 def drop(name: str, dsn: str | None, schema: str) -> None:
     """Drop collection NAME with all its documents, token rows and indexes (--yes: without
     asking)."""

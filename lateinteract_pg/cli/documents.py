@@ -10,7 +10,7 @@ from typing import Any, Literal
 import click
 
 from ..store import connect
-from . import common
+from .common import MODEL_HELP, database, load_model
 
 __all__ = ["array_literal", "delete", "encode_query", "explain", "get", "ingest", "search"]
 
@@ -20,7 +20,7 @@ MAX_BAD_LINES_SHOWN = 20  # ingest --on-error stop lists this many bad lines
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--collection", required=True, help="collection to add to (created if missing)")
-@click.option("--model", required=True, help=common.MODEL_HELP)
+@click.option("--model", required=True, help=MODEL_HELP)
 @click.option(
     "--batch-size",
     type=click.IntRange(1),
@@ -61,7 +61,7 @@ MAX_BAD_LINES_SHOWN = 20  # ingest --on-error stop lists this many bad lines
     "before): stop writes nothing; skip reports it on stderr and adds the other lines",
 )
 @click.option("--tenant", default=None, help="the tenant the documents belong to")
-@common.database
+@database
 def ingest(
     file: Path,
     collection: str,
@@ -99,7 +99,7 @@ def ingest(
         )
     for bad in problems:
         click.echo(f"skipped {bad}", err=True)
-    encoder = common.load_model(model)
+    encoder = load_model(model)
     added = 0
     with connect(dsn, schema=schema) as store:
         coll = store.collection(collection, encoder=encoder, **storage)
@@ -120,7 +120,7 @@ def ingest(
 @click.command()
 @click.argument("query")
 @click.option("--collection", required=True)
-@click.option("--model", required=True, help=common.MODEL_HELP)
+@click.option("--model", required=True, help=MODEL_HELP)
 @click.option("-k", "k", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per hit")
 @click.option("--by-document", is_flag=True, help="one hit per document for passage ids")
@@ -145,7 +145,7 @@ def ingest(
     help="fuse late interaction with full-text search",
 )
 @click.option("--tenant", default=None, help="only this tenant's documents")
-@common.database
+@database
 def search(
     query: str,
     collection: str,
@@ -163,7 +163,7 @@ def search(
 ) -> None:
     """Search a collection with a text QUERY; prints hits with their scores (exact MaxSim in
     the late tier, the fused score with --hybrid)."""
-    encoder = common.load_model(model)
+    encoder = load_model(model)
     if tier == "rerank" and reranker is None:
         raise click.UsageError("--tier rerank needs --reranker CHECKPOINT")
     if hybrid is not None and (tier != "late" or by_document):
@@ -195,13 +195,13 @@ def search(
 
 @click.command("encode-query")
 @click.argument("query")
-@click.option("--model", required=True, help=common.MODEL_HELP)
+@click.option("--model", required=True, help=MODEL_HELP)
 @click.option(
     "--collection",
     default=None,
     help="check that the collection was built with this model (needs the database)",
 )
-@common.database
+@database
 def encode_query(
     query: str, model: str, collection: str | None, dsn: str | None, schema: str
 ) -> None:
@@ -210,7 +210,7 @@ def encode_query(
     In psql: \\set q `lateinteract-pg encode-query "..." --model M`, then
     SELECT * FROM lateinteract.search('papers', :'q'::halfvec[], 10);
     """
-    encoder = common.load_model(model)
+    encoder = load_model(model)
     if collection is not None:
         with connect(dsn, schema=schema) as store:
             store.collection(collection, encoder=encoder, create=False)
@@ -232,7 +232,7 @@ def array_literal(vectors: Any) -> str:
 @click.argument("ids", nargs=-1, required=True)
 @click.option("--collection", required=True, help="the collection the documents are in")
 @click.option("--embeddings", is_flag=True, help="with each document's stored token vectors")
-@common.database
+@database
 def get(
     ids: tuple[str, ...], collection: str, embeddings: bool, dsn: str | None, schema: str
 ) -> None:
@@ -262,7 +262,7 @@ def get(
 @click.command()
 @click.argument("ids", nargs=-1, required=True)
 @click.option("--collection", required=True, help="the collection to delete from")
-@common.database
+@database
 def delete(ids: tuple[str, ...], collection: str, dsn: str | None, schema: str) -> None:
     """Delete the documents IDS (and their token rows), in one transaction."""
     with connect(dsn, schema=schema) as store:
@@ -274,15 +274,15 @@ def delete(ids: tuple[str, ...], collection: str, dsn: str | None, schema: str) 
 @click.argument("query")
 @click.argument("id")
 @click.option("--collection", required=True, help="the collection the document is in")
-@click.option("--model", required=True, help=common.MODEL_HELP)
+@click.option("--model", required=True, help=MODEL_HELP)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per query token")
-@common.database
+@database
 def explain(
     query: str, id: str, collection: str, model: str, as_json: bool, dsn: str | None, schema: str
 ) -> None:
     """Why document ID scores what it does for QUERY: per query token, the best-matching
     document token, its similarity and its piece of text; the similarities sum to its MaxSim."""
-    encoder = common.load_model(model)
+    encoder = load_model(model)
     with connect(dsn, schema=schema) as store:
         matches = store.collection(collection, encoder=encoder, create=False).explain(query, id)
     if not matches:

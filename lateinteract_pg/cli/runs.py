@@ -9,13 +9,12 @@ from typing import Any
 
 import click
 
-from . import common
-from .common import F
+from .common import DSN_HELP, MODEL_HELP, F, database
 
 __all__ = ["bench", "demo", "load", "scaling"]
 
 @click.command()
-@common.database
+@database
 @click.option("--collection", default="python-docs", show_default=True)
 @click.option("--reset", is_flag=True, help="drop and rebuild the demo collection")
 @click.option("--limit", type=int, default=None, help="index only the first N passages")
@@ -54,7 +53,7 @@ def bench_options(command: F) -> F:
     """Options shared by ``bench`` and ``scaling``."""
     for option in reversed(
         [
-            click.option("--dsn", default=None, help=common.DSN_HELP),
+            click.option("--dsn", default=None, help=DSN_HELP),
             click.option(
                 "--out",
                 type=click.Path(path_type=Path),
@@ -63,7 +62,7 @@ def bench_options(command: F) -> F:
                 help="folder for the JSON, Markdown and PNG results",
             ),
             click.option(
-                "--model", default="minilm", show_default=True, help="encoder: " + common.MODEL_HELP
+                "--model", default="minilm", show_default=True, help="encoder: " + MODEL_HELP
             ),
             click.option(
                 "--queries", "max_queries", type=int, default=None, help="use the first N queries"
@@ -160,9 +159,9 @@ def bench(
     "--pool-size", type=click.IntRange(1), default=4, show_default=True, help="connections"
 )
 @click.option("--limit-docs", type=int, default=None, help="use the first N documents")
-@click.option("--model", default="minilm", show_default=True, help=common.MODEL_HELP)
+@click.option("--model", default="minilm", show_default=True, help=MODEL_HELP)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"))
-@click.option("--dsn", default=None, help=common.DSN_HELP)
+@click.option("--dsn", default=None, help=DSN_HELP)
 def load(
     data_dir: Path,
     searchers: int,

@@ -328,8 +328,9 @@ class Collection:
         ``weight``) * lexical, each scaled to 0..1) or ``"rrf"`` (reciprocal ranks, ``rrf_k``);
         ``score`` is the fused score; ``filter``, ``where`` and ``tenant`` hold for both lists.
         """
-        hybrid.check_query_text(query_text)
+        query_text = hybrid.check_query_text(query_text)
         fused = hybrid.Fusion.build(fusion, weight, depth, rrf_k)
+        k = check_k(k)
         q = validate_query(query, self.dim)
         condition = filters.document_condition(filter, where, where_params, tenant)
         with filters.condition_errors(where):

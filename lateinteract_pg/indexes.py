@@ -23,11 +23,14 @@ __all__ = ["build_index", "compact", "has_index", "switch_candidate_index"]
 log = logging.getLogger(__name__)
 
 
+def relation_exists(conn: Any, relation: sql.Identifier) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation.as_string(conn),))
+    return bool(row.fetchone() == (True,))
+
+
 def has_index(conn: Any, spec: CollectionSpec) -> bool:
-    row = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", (spec.token_index.as_string(conn),)
-    ).fetchone()
-    return bool(row and row[0])
+    """Whether the collection's HNSW candidate index exists."""
+    return relation_exists(conn, spec.token_index)
 
 
 def build_index(session: Session, spec: CollectionSpec, replace: bool = False) -> None:
@@ -110,10 +113,6 @@ def compact(dsn: str, spec: CollectionSpec, reindex: bool = True) -> CompactStat
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(spec.schema)))
 
-        def exists(ident: sql.Identifier) -> bool:
-            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (ident.as_string(conn),))
-            return bool(row.fetchone() == (True,))
-
         def sizes() -> dict[str, int]:
             return {
                 name: int(
@@ -135,7 +134,7 @@ def compact(dsn: str, spec: CollectionSpec, reindex: bool = True) -> CompactStat
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(spec.documents))
             if reindex:
                 for name in ("hnsw", "dense", "full_text"):
-                    if exists(relations[name]):
+                    if relation_exists(conn, relations[name]):
                         conn.execute(
                             sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(relations[name])
                         )

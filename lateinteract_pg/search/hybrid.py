@@ -21,7 +21,7 @@ from ..catalog import CollectionSpec
 from ..errors import InvalidInput
 from ..session import Session
 from ..types import Hit, SearchStats
-from ..validation import check_int, check_k, check_text
+from ..validation import check_int, check_text
 from .filters import Condition
 from .late import search_late
 from .options import LateOptions, check_option_names
@@ -84,11 +84,10 @@ def search_hybrid(
     condition: Condition | None,
     late_options: dict[str, Any],
 ) -> tuple[list[Hit], SearchStats]:
-    """The top ``k`` of the fused lists; ``late_options`` (as for a late search) override
-    the late list's knobs. ``condition`` holds for both lists."""
+    """The top ``k`` of the fused lists (arguments checked by the caller, ``query_text`` by
+    :func:`check_query_text`); ``late_options`` (as for a late search) override the late
+    list's knobs. ``condition`` holds for both lists."""
     started = time.perf_counter()
-    query_text = check_query_text(query_text)
-    k = check_k(k)
     # the late list at the effort of a top-k search (k' and N of k, N >= depth), unless the
     # caller's late_options say otherwise
     check_option_names(late_options)

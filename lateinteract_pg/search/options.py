@@ -14,7 +14,7 @@ from ..validation import check_int, check_k
 from .candidates import Imputation
 from .planner import Knobs, default_knobs
 
-__all__ = ["LateOptions", "RescoreFrom", "check_option_names"]
+__all__ = ["OPTION_NAMES", "LateOptions", "RescoreFrom", "check_option_names"]
 
 RescoreFrom = Literal["documents", "tokens"]
 
@@ -107,10 +107,15 @@ class LateOptions:
         )
 
 
+# the keyword options LateOptions.build takes
+OPTION_NAMES = frozenset(inspect.signature(LateOptions.build).parameters) - {"cls", "k"}
+
+
 def check_option_names(options: dict[str, Any]) -> dict[str, Any]:
     """``options`` if every name is one :meth:`LateOptions.build` takes."""
-    known = set(inspect.signature(LateOptions.build).parameters) - {"cls", "k"}
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
-        raise InvalidInput(f"unknown search options {unknown}; the options are {sorted(known)}")
+        raise InvalidInput(
+            f"unknown search options {unknown}; the options are {sorted(OPTION_NAMES)}"
+        )
     return options

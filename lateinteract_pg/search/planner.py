@@ -22,8 +22,6 @@ STATEMENT_MS = 0.3
 REFERENCE_DIM = 384
 MIN_SELECTIVITY = 1e-3  # a filter is costed as passing at least this share of documents
 
-MAX_EF_SEARCH = limits.MAX_EF_SEARCH
-
 
 @dataclass(frozen=True)
 class Knobs:

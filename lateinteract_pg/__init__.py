@@ -36,6 +36,7 @@ from .types import (
     Hit,
     IngestStats,
     SearchStats,
+    StorageReport,
     TokenMatch,
 )
 
@@ -67,6 +68,7 @@ __all__ = [
     "SearchStats",
     "ServerError",
     "StatementTimeout",
+    "StorageReport",
     "Store",
     "TokenEncoder",
     "TokenMatch",

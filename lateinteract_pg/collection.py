@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from . import indexes, reads, writer
+from . import footprint, indexes, reads, writer
 from .catalog import CollectionSpec, SpecField
 from .documents import prepare_documents
 from .errors import EncoderMismatch, InvalidInput
@@ -27,6 +27,7 @@ from .types import (
     IngestStats,
     RescoreStorage,
     SearchStats,
+    StorageReport,
     Tier,
     TokenMatch,
 )
@@ -189,6 +190,12 @@ class Collection:
         return indexes.compact(self.store.dsn, self.spec, reindex)
 
     # --- reads -------------------------------------------------------------------------
+
+    @retried_read
+    def storage(self) -> StorageReport:
+        """The bytes of each part of the collection on disk, and ``bytes_per_token`` all-in
+        (:mod:`~lateinteract_pg.footprint`)."""
+        return footprint.measure_storage(self.conn, self.spec)
 
     @retried_read
     def __len__(self) -> int:

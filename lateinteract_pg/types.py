@@ -144,3 +144,38 @@ class CompactStats:
     bytes_after: dict[str, int]
     reindexed: bool
     seconds: float
+
+
+@dataclass(frozen=True)
+class StorageReport:
+    """What a collection costs on disk (:meth:`Collection.storage`).
+
+    ``parts``: bytes of the token partition's heap (``token_heap``), its primary key
+    (``token_keys``), the HNSW candidate index (``candidate_index``), the collection's share
+    of the shared documents table's heap, TOAST and btree indexes (``document_heap``,
+    ``toast``, ``document_keys``), and its dense and full-text indexes. ``rescoring``: the
+    stored bytes of the re-scoring matrices, which live in ``toast`` (and, for short
+    documents, ``document_heap``). ``n_tokens``: the token vectors stored.
+    """
+
+    parts: dict[str, int]
+    rescoring: int
+    n_tokens: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    @property
+    def bytes_per_token(self) -> float:
+        """All parts, per stored token vector (0.0 for an empty collection)."""
+        return self.total / self.n_tokens if self.n_tokens else 0.0
+
+    def per_token(self) -> dict[str, float]:
+        """Each part per stored token vector, with ``rescoring`` and ``total``."""
+        n = max(self.n_tokens, 1)
+        return {name: round(v / n, 1) for name, v in self.parts.items()} | {
+            "rescoring": round(self.rescoring / n, 1),
+            "total": round(self.total / n, 1),
+        }
+

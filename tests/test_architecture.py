@@ -18,13 +18,13 @@ MAX_FACADE_LINES = 400
 LAYERS = {
     "foundation": {
         "errors", "types", "limits", "validation", "maxsim", "matrices", "pooling",
-        "documents", "copy_rows",
+        "documents", "copy_rows", "fde",
     },
     "server": {
         "connections", "migrate", "sql_functions", "session", "catalog", "embedded",
         "embedded_files",
     },
-    "engine": {"search", "writer", "indexes", "reads"},
+    "engine": {"search", "writer", "indexes", "reads", "footprint"},
     "facades": {"collection", "store", "pool"},
     "models": {"encoders"},
     "applications": {"cli", "demo", "doctor", "tables", "corpus", "jsonl", "bench", "__main__"},

@@ -164,12 +164,10 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     defaults = "halfvec index, float16 matrices (defaults)"
     assert (
         0
-        < option_bytes("binary candidate index", "hnsw_index")
-        < option_bytes(defaults, "hnsw_index")
+        < option_bytes("binary candidate index", "candidate_index")
+        < option_bytes(defaults, "candidate_index")
     )
-    assert option_bytes("int8 matrices", "document_rows") < 0.7 * option_bytes(
-        defaults, "document_rows"
-    )
+    assert option_bytes("int8 matrices", "rescoring") < 0.6 * option_bytes(defaults, "rescoring")
     assert (
         option_bytes("pool factor 3") < option_bytes("pool factor 2") < 0.7 * option_bytes(defaults)
     )

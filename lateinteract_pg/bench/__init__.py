@@ -7,6 +7,7 @@ against exact MaxSim (:mod:`.metrics`), :mod:`.peers` and :mod:`.qps` measure th
 throughput, :mod:`.experiments` the optional measurements, :mod:`.benchmark` runs them all
 (:class:`.config.BenchConfig` says which) and :mod:`.report` with :mod:`.plots` writes the
 results. :mod:`.scaling` repeats the bench at growing sizes; :mod:`.load` is the load test.
+:mod:`.docstrings` writes a collection without a download, from the installed packages.
 
 It needs the ``bench`` extra (voyager, matplotlib, psutil) for the peers and the plots.
 """

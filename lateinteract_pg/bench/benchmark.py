@@ -6,8 +6,9 @@ measures on the same token vectors, on the same machine:
 - exhaustive exact MaxSim in numpy: the ground truth (recall@10 of every other system is
   measured against it) and the brute-force baseline every latency is divided by;
 - our search at default settings (Python path) and the SQL function ``search()``;
-- Voyager's in-memory per-token HNSW and the SQL-only approach of pgvector-python's ColBERT
-  example (see :mod:`lateinteract_pg.bench.peers`);
+- Voyager's in-memory per-token HNSW, MUVERA's fixed-dimensional encodings with exact
+  re-scoring, and the SQL-only approach of pgvector-python's ColBERT example (see
+  :mod:`lateinteract_pg.bench.peers`);
 - quality against the qrels (nDCG@10, MRR@10, recall@100) for every system;
 - latency p50/p95/p99 without and with query encoding, QPS with 1, 2 and 4 clients;
 - cost: COPY rows/s, HNSW build seconds, bytes per token, server memory;
@@ -78,7 +79,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
             doc_texts = [by_id[d] for d in enc.doc_ids]
         coll, ingested = ingest(store, f"bench-{name}", enc, echo, config.keep, doc_texts)
         n_tokens = len(enc.doc_tokens)
-        storage = storage_bytes(store, coll.id, n_tokens)
+        storage = storage_bytes(coll, n_tokens)
 
         echo("exhaustive numpy MaxSim (ground truth) ...")
         exhaustive = Exhaustive(enc.doc_tokens, enc.doc_offsets, enc.doc_ids)

@@ -14,6 +14,8 @@ __all__ = [
     "BUCKETS",
     "CLIENTS",
     "DEFAULT_SWEEP",
+    "FDE_RESCORE",
+    "FDE_SWEEP",
     "FUSION_SETTINGS",
     "MERGE_THRESHOLDS",
     "POOLED_SWEEP",
@@ -36,6 +38,9 @@ DEFAULT_SWEEP: list[dict[str, int]] = [
 ]  # fmt: skip
 VOYAGER_PER_TOKEN = 100  # the DESIGN recipe: top-100 document tokens per query token
 VOYAGER_SWEEP = [16, 32, 64]
+# MUVERA FDE: documents ranked by encoding, then the top N re-scored exactly
+FDE_RESCORE = 200
+FDE_SWEEP = [100, 400, 800]
 # the binary candidate index: the defaults, then wider probes and deeper re-ranking, which
 # Hamming distances over sign bits need for the same recall
 BINARY_SWEEP: list[dict[str, int]] = [

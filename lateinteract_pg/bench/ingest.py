@@ -55,53 +55,30 @@ def ingest(
     }
 
 
-def storage_bytes(store: Store, coll_id: int, n_tokens: int) -> dict[str, Any]:
-    """Bytes of the collection: its token partition and indexes, and its document rows.
+def storage_bytes(coll: Collection, n_tokens: int) -> dict[str, Any]:
+    """Bytes of the collection, part by part, from :meth:`Collection.storage`.
 
-    The documents table is shared by all collections, so this collection's share is the
-    size of its rows as stored (packed matrix and dense vector included), not the table's
-    file size; ``matrices`` and ``dense_vectors`` tell those two parts of the rows apart.
-    Per token means per token as encoded (``n_tokens``), also for a pooled collection.
+    Per token means per token as encoded (``n_tokens``), also for a pooled collection, whose
+    bytes are spread over the tokens it was given.
     """
-    tokens = store.table(f"tokens_{coll_id}").as_string(store.conn)
-    row = store.conn.execute(
+    report = coll.storage()
+    parts = dict(report.parts)
+    row = coll.conn.execute(
         sql.SQL(
-            """
-            SELECT pg_relation_size(%(heap)s::regclass),
-                   pg_relation_size(%(hnsw)s::regclass),
-                   pg_relation_size(%(pkey)s::regclass),
-                   coalesce(sum(pg_column_size(d.*)), 0),
-                   coalesce(sum(pg_column_size(d.matrix)), 0),
-                   coalesce(sum(pg_column_size(d.dense)), 0),
-                   coalesce(pg_relation_size(to_regclass(%(dense)s)), 0),
-                   count(*)
-            FROM {documents} AS d WHERE d.collection_id = %(coll)s
-            """
-        ).format(documents=store.table("documents")),
-        {
-            "heap": tokens,
-            "hnsw": store.table(f"tokens_{coll_id}_hnsw").as_string(store.conn),
-            "pkey": store.table(f"tokens_{coll_id}_pkey").as_string(store.conn),
-            "dense": store.table(f"documents_{coll_id}_dense_hnsw").as_string(store.conn),
-            "coll": coll_id,
-        },
+            "SELECT coalesce(sum(pg_column_size(dense)), 0), count(*) FROM {} "
+            "WHERE collection_id = %s"
+        ).format(coll.spec.documents),
+        (coll.id,),
     ).fetchone()
-    assert row is not None
-    names = ["token_heap", "hnsw_index", "token_pkey", "document_rows"]
-    sizes = dict(zip(names, (int(v) for v in row[:4])))
-    total = sum(sizes.values())
-    n_docs = max(1, int(row[7]))
+    dense, n_docs = int(row[0]), max(1, int(row[1]))
     return {
-        "bytes": sizes,
-        "bytes_total": total,
-        "bytes_per_token": {name: round(v / n_tokens, 1) for name, v in sizes.items()}
-        | {"total": round(total / n_tokens, 1)},
-        "bytes_per_document": round(total / n_docs, 1),
-        "parts_of_document_rows_per_token": {
-            "matrices": round(int(row[4]) / n_tokens, 1),
-            "dense_vectors": round(int(row[5]) / n_tokens, 1),
-        },
-        "dense_tier_bytes_per_document": round((int(row[5]) + int(row[6])) / n_docs, 1),
+        "bytes": parts,
+        "bytes_total": report.total,
+        "bytes_per_token": {name: round(v / n_tokens, 1) for name, v in parts.items()}
+        | {"rescoring": round(report.rescoring / n_tokens, 1)}
+        | {"total": round(report.total / n_tokens, 1)},
+        "bytes_per_document": round(report.total / n_docs, 1),
+        "dense_tier_bytes_per_document": round((dense + parts["dense_index"]) / n_docs, 1),
     }
 
 

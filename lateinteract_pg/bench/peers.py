@@ -5,6 +5,9 @@
 - :class:`VoyagerPeer`: PyLate's recipe with the ``voyager`` package directly: an in-memory
   HNSW over every token vector, the top-k' document tokens per query token, every document
   they belong to re-scored exactly in numpy.
+- :class:`FdePeer`: MUVERA: one fixed-dimensional encoding per document
+  (:mod:`lateinteract_pg.fde`), the query's encoding against all of them by brute force in
+  numpy, the best ``rescore`` documents re-scored exactly in numpy.
 - :class:`SqlOnlyPeer`: the approach of pgvector-python's ColBERT example, written here in
   our own words: one ``ORDER BY embedding <#> q LIMIT k'`` per query token joined with
   ``UNION ALL``, then a SQL ``max_sim`` over each candidate's array of vectors. It uses our
@@ -28,9 +31,12 @@ from pgvector import HalfVector
 from psycopg import sql
 
 from ..collection import Collection
+from ..fde import FdeConfig, encode_documents, encode_queries
 from ..maxsim import maxsim_packed
 from ..store import Store
 from .config import (
+    FDE_RESCORE,
+    FDE_SWEEP,
     SQL_ONLY_PER_TOKEN,
     SQL_ONLY_SWEEP,
     VOYAGER_PER_TOKEN,
@@ -42,7 +48,7 @@ from .encoding import Encoded
 from .metrics import mrr_at, ndcg_at
 from .runs import Run, line, p50, summary, timed
 
-__all__ = ["Exhaustive", "SqlOnlyPeer", "VoyagerPeer", "measure_peers"]
+__all__ = ["Exhaustive", "FdePeer", "SqlOnlyPeer", "VoyagerPeer", "measure_peers"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +137,48 @@ class VoyagerPeer:
         tokens = np.unique(neighbours.astype(np.int64).ravel())
         docs = np.unique(np.searchsorted(self.offsets, tokens, side="right") - 1)
         # exact MaxSim of every candidate over its rows of the in-memory matrix
+        starts, ends = self.offsets[docs], self.offsets[docs + 1]
+        rows = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])
+        local = np.concatenate([[0], np.cumsum(ends - starts)])
+        scores = maxsim_packed(q, self.matrix[rows], local)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [self.doc_ids[docs[j]] for j in top]
+
+
+class FdePeer:
+    """MUVERA: documents ranked by the inner product of fixed-dimensional encodings (brute
+    force over a float32 matrix), the best ``rescore`` of them re-scored by exact MaxSim."""
+
+    name = "MUVERA FDE (document-level, exact re-scoring)"
+
+    def __init__(
+        self,
+        doc_tokens: np.ndarray,
+        doc_offsets: np.ndarray,
+        doc_ids: list[str],
+        *,
+        config: FdeConfig | None = None,
+    ):
+        self.matrix = doc_tokens.astype(np.float32)
+        self.offsets = np.asarray(doc_offsets, dtype=np.int64)
+        self.doc_ids = doc_ids
+        self.config = config if config is not None else FdeConfig(self.matrix.shape[1])
+        self.encodings = np.zeros((0, self.config.output_dim), dtype=np.float32)
+        self.build_s: float | None = None
+
+    def build(self) -> None:
+        """Every document's encoding, once; ``build_s`` says how long it took."""
+        started = time.perf_counter()
+        o = self.offsets
+        documents = [self.matrix[o[i] : o[i + 1]] for i in range(len(self.doc_ids))]
+        self.encodings = encode_documents(self.config, documents)
+        self.build_s = time.perf_counter() - started
+
+    def search(self, query: np.ndarray, k: int, rescore: int = FDE_RESCORE) -> list[str]:
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        approx = self.encodings @ encode_queries(self.config, [q])[0]
+        depth = min(rescore, len(approx))
+        docs = np.sort(np.argpartition(-approx, depth - 1)[:depth])
         starts, ends = self.offsets[docs], self.offsets[docs + 1]
         rows = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])
         local = np.concatenate([[0], np.cumsum(ends - starts)])
@@ -244,8 +292,9 @@ def measure_peers(
     encode_ms: list[float],
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Voyager on every query and the SQL-only recipe on the first ``peer_queries``, each at
-    its main setting and, with ``sweep``, at the k' of its sweep; fast-plaid's absence."""
+    """Voyager and MUVERA FDE on every query and the SQL-only recipe on the first
+    ``peer_queries``, each at its main setting and, with ``sweep``, at the k' (FDE: the
+    re-scoring depths) of its sweep; fast-plaid's absence."""
     k = config.k
     brute_p50 = p50(brute)
     systems, sweep = [], []
@@ -280,6 +329,32 @@ def measure_peers(
             echo("  sweep " + line(sweep[-1]))
     del voyager
 
+    echo("MUVERA FDE: encoding every document ...")
+    fde = FdePeer(enc.doc_tokens, enc.doc_offsets, enc.doc_ids)
+    fde.build()
+    echo(f"  encoded in {fde.build_s:.1f} s")
+    run = timed(partial(fde.search, k=k, rescore=FDE_RESCORE), queries)
+    run.name = fde.name
+    c = fde.config
+    run.settings = {"repetitions": c.repetitions, "simhash_bits": c.simhash_bits,
+                    "projection_dim": c.projection_dim, "rescore": FDE_RESCORE}  # fmt: skip
+    deep = [fde.search(q, 100, max(FDE_RESCORE, 100)) for q in queries]
+    run.extra = {
+        "build_s": None if fde.build_s is None else round(fde.build_s, 1),
+        "fde_dim": c.output_dim,
+        "fde_bytes_per_token": round(fde.encodings.nbytes / len(enc.doc_tokens), 1),
+    }
+    systems.append(summary(run, truth, qrels, k, brute_p50, encode_ms, deep))
+    echo(line(systems[-1]))
+    if config.sweep:
+        m = config.sweep_queries
+        for depth in FDE_SWEEP:
+            run = timed(partial(fde.search, k=k, rescore=depth), queries[:m])
+            run.name, run.settings = fde.name, {"rescore": depth}
+            sweep.append(summary(run, truth[:m], qrels[:m], k, p50(brute, m)))
+            echo("  sweep " + line(sweep[-1]))
+    del fde
+
     subset = queries[: config.peer_queries]
     echo(f"SQL only (pgvector-python's ColBERT example), first {len(subset)} queries ...")
     sql_only = SqlOnlyPeer(store, coll)
@@ -292,12 +367,8 @@ def measure_peers(
     }
     n = len(subset)
     run.extra["exact_on_same_queries"] = {
-        "ndcg_at_10": round(
-            float(np.mean([ndcg_at(t, q) for t, q in zip(truth, qrels[:n])])), 4
-        ),
-        "mrr_at_10": round(
-            float(np.mean([mrr_at(t, q) for t, q in zip(truth, qrels[:n])])), 4
-        ),
+        "ndcg_at_10": round(float(np.mean([ndcg_at(t, q) for t, q in zip(truth, qrels[:n])])), 4),
+        "mrr_at_10": round(float(np.mean([mrr_at(t, q) for t, q in zip(truth, qrels[:n])])), 4),
     }
     systems.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n), encode_ms[:n]))
     echo(line(systems[-1]))

@@ -80,7 +80,7 @@ def markdown(r: dict[str, Any]) -> str:
                 settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
                 lines.append(
                     f"| {option['option']} | {settings} | {per_token['total']} | "
-                    f"{per_token['hnsw_index']} | {row['recall_at_k_vs_exact']:.4f} | "
+                    f"{per_token['candidate_index']} | {row['recall_at_k_vs_exact']:.4f} | "
                     f"{row['probes_mean']} | {row['latency_ms']['p50']} | "
                     f"{row['ratio_to_numpy']:.2f} | {row['ndcg_at_10']:.4f} |"
                 )

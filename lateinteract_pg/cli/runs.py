@@ -11,7 +11,8 @@ import click
 
 from .common import DSN_HELP, MODEL_HELP, F, database
 
-__all__ = ["bench", "demo", "load", "scaling"]
+__all__ = ["bench", "corpus", "demo", "load", "scaling"]
+
 
 @click.command()
 @database
@@ -206,3 +207,64 @@ def scaling(data_root: Path, sizes: str, **options: Any) -> None:
     counts = [int(x) for x in sizes.split(",") if x.strip()]
     config = BenchConfig(data_dir=data_root, **options)
     run_scaling(data_root, config, counts, echo=click.echo)
+
+
+@click.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--target-tokens",
+    type=click.IntRange(1),
+    default=10_000_000,
+    show_default=True,
+    help="stop at this many ColBERT token rows (doc_maxlen 256, punctuation dropped)",
+)
+@click.option(
+    "--tokenizer",
+    default="minilm",
+    show_default=True,
+    help="counts the token rows: a tokenizer.json (or its folder), 'minilm' (the packaged "
+    "MiniLM's, BERT's uncased WordPiece like ColBERTv2's) or 'words' (1.6 per word)",
+)
+@click.option("--max-passages", type=click.IntRange(1), default=None, help="or at N passages")
+@click.option("--queries", type=click.IntRange(0), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="samples the queries")
+@click.option("--comments", is_flag=True, help="also the blocks of comments of the .py files")
+@click.option(
+    "--base/--no-base",
+    default=True,
+    help="in a virtual environment, also read the packages of the Python it was made from",
+)
+def corpus(
+    out_dir: Path,
+    target_tokens: int,
+    tokenizer: str,
+    max_passages: int | None,
+    queries: int,
+    seed: int,
+    comments: bool,
+    base: bool,
+) -> None:
+    """Write a BEIR-layout corpus of real text, with no download: the docstrings and docs of
+    the standard library and of the installed packages, with known-item queries (a
+    docstring's summary line; its answer, the passage holding the rest of the docstring)."""
+    from ..bench.docstrings import default_roots, write_corpus
+
+    if tokenizer == "minilm":
+        from ..encoders.sources import default_model_path
+
+        tokenizer = default_model_path()
+    manifest = write_corpus(
+        out_dir,
+        roots=default_roots(base=base),
+        target_tokens=target_tokens,
+        tokenizer=None if tokenizer == "words" else tokenizer,
+        max_passages=max_passages,
+        queries=queries,
+        seed=seed,
+        comments=comments,
+    )
+    click.echo(
+        f"{out_dir}: {manifest['passages']:,} passages, "
+        f"{manifest['token_rows']:,} token rows, {manifest['queries']:,} queries "
+        f"from {manifest['distributions']} distributions in {manifest['seconds']} s"
+    )

@@ -57,7 +57,7 @@ def measure_storage_options(
             target, ingested = ingest(
                 store, f"bench-{name}-{suffix}", enc, echo, config.keep, **collection_options
             )
-            option_storage = storage_bytes(store, target.id, len(enc.doc_tokens))
+            option_storage = storage_bytes(target, len(enc.doc_tokens))
             timed(partial(search_ids, target, k=config.k), queries)  # warm, as the collection was
         runs = []
         for knobs in settings_list:

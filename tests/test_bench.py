@@ -130,6 +130,10 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     # Voyager's saved index holds at least the float32 vectors
     assert 0.5 < voyager["recall_at_k_vs_exact"] <= 1.0
     assert voyager["index_bytes_per_token"] > 4 * 384
+    # the same index as PyLate queries it: ef_search 200 searches no less than ours
+    pylate = systems["voyager (in-memory per-token HNSW), PyLate's defaults"]
+    assert pylate["settings"]["ef_search"] == 200 and voyager["settings"]["per_token"] == 100
+    assert pylate["recall_at_k_vs_exact"] >= voyager["recall_at_k_vs_exact"] - 0.05
     assert 0 < sql_only["recall_at_k_vs_exact"] <= 1.0 and sql_only["queries"] == 5
     assert [q["clients"] for q in saved["qps"]] == [1, 2, 4]
     assert all(q["qps"] > 0 and q["queries"] > 0 for q in saved["qps"])

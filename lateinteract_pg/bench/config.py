@@ -19,6 +19,7 @@ __all__ = [
     "FUSION_SETTINGS",
     "MERGE_THRESHOLDS",
     "POOLED_SWEEP",
+    "PYLATE_EF_SEARCH",
     "SELECTIVITIES",
     "SQL_ONLY_PER_TOKEN",
     "SQL_ONLY_SWEEP",
@@ -38,6 +39,7 @@ DEFAULT_SWEEP: list[dict[str, int]] = [
 ]  # fmt: skip
 VOYAGER_PER_TOKEN = 100  # the DESIGN recipe: top-100 document tokens per query token
 VOYAGER_SWEEP = [16, 32, 64]
+PYLATE_EF_SEARCH = 200  # the ef_search PyLate gives its Voyager index
 # MUVERA FDE: documents ranked by encoding, then the top N re-scored exactly
 FDE_RESCORE = 200
 FDE_SWEEP = [100, 400, 800]

@@ -2,7 +2,9 @@
 indexes that hold it.
 
 Every collection has a row in ``collections``, its documents in the shared ``documents``
-table, its token rows in a partition ``tokens_<id>`` of the ``tokens`` table, and indexes:
+table, its token rows in a partition ``tokens_<id>`` of the ``tokens`` table (every token
+vector, or, with ``index_pool_factor`` > 1, pooled ones while the document rows keep every
+vector), and indexes:
 ``tokens_<id>_hnsw`` over the token vectors (stage 1's candidate index), and two partial
 indexes on ``documents`` (``documents_<id>_dense_hnsw`` for the dense tier,
 ``documents_<id>_tsv`` for full text).
@@ -15,17 +17,20 @@ from typing import Any, Generic, TypeVar
 
 from psycopg import sql
 
-from .errors import CollectionNotFound
-from .types import CandidateIndex, CollectionInfo, RescoreStorage
+from .errors import CollectionNotFound, InvalidInput
+from .types import CandidateIndex, CollectionInfo, MatrixLayout, RescoreStorage
+from .validation import short_repr
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_OPTIONS",
+    "STORAGE_PRESETS",
     "CollectionSpec",
     "Sizes",
     "SpecField",
     "dense_index_sql",
     "full_text_index_sql",
+    "preset_options",
     "read_sizes",
 ]
 
@@ -37,12 +42,35 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "pool_factor": 1,
     "rescore_storage": "float16",
     "text_search_config": "english",
+    "index_pool_factor": 1,
 }
+
+# Named storage options, store.collection(name, dim, storage=...): each sets the options it
+# names, the rest keep their defaults; chosen from the measurements of docs/benchmarks.md
+# ("Choosing a storage option").
+STORAGE_PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # token rows (and the HNSW index) pooled by 2: ~0.6 of the default's bytes
+    "balanced": {"index_pool_factor": 2},
+    # token rows pooled by 4: ~0.4 of the default's bytes
+    "compact": {"index_pool_factor": 4},
+}
+
+
+def preset_options(storage: Any) -> dict[str, Any]:
+    """The storage options (pool_factor, rescore_storage, index_pool_factor) of a preset."""
+    if not isinstance(storage, str) or storage not in STORAGE_PRESETS:
+        raise InvalidInput(
+            f"storage must be one of {tuple(STORAGE_PRESETS)}, got {short_repr(storage)}"
+        )
+    names = ("pool_factor", "rescore_storage", "index_pool_factor")
+    return {**{n: DEFAULT_OPTIONS[n] for n in names}, **STORAGE_PRESETS[storage]}
+
 
 # the columns a CollectionSpec is read from, in its field order after the schema
 COLUMNS = (
     "id, name, dim, encoder, hnsw_m, hnsw_ef_construction, candidate_index, pool_factor, "
-    "rescore_storage, text_search_config::text"
+    "rescore_storage, text_search_config::text, index_pool_factor"
 )
 
 # the expression each kind of candidate index is built on; stage 1 orders by the same one
@@ -67,6 +95,7 @@ class CollectionSpec:
     pool_factor: int
     rescore_storage: RescoreStorage
     text_search_config: str
+    index_pool_factor: int
 
     @classmethod
     def from_row(cls, schema: str, row: tuple[Any, ...]) -> CollectionSpec:
@@ -80,6 +109,12 @@ class CollectionSpec:
     @property
     def documents(self) -> sql.Identifier:
         return self.table("documents")
+
+    @property
+    def matrix_layout(self) -> MatrixLayout:
+        """How a document row holds the vectors stage 2 scores: the packed ``matrix`` in
+        its ``rescore_storage``, or, where the token rows are pooled, ``vectors``."""
+        return "vectors" if self.index_pool_factor > 1 else self.rescore_storage
 
     @property
     def tokens(self) -> sql.Identifier:
@@ -130,6 +165,7 @@ class CollectionSpec:
             self.text_search_config,
             self.hnsw_m,
             self.hnsw_ef_construction,
+            self.index_pool_factor,
         )
 
 

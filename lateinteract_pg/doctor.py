@@ -28,6 +28,7 @@ SETTINGS = (
 _COLLECTIONS = """
 SELECT c.id, c.name, c.dim, c.n_documents, c.n_tokens, c.hnsw_m, c.hnsw_ef_construction,
        c.candidate_index, c.pool_factor, c.rescore_storage, c.text_search_config::text,
+       c.index_pool_factor,
        (SELECT count(*) FROM {documents} AS d WHERE d.collection_id = c.id) AS documents_counted,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id)) AS token_table,
        to_regclass(format('%%I.%%I', %(schema)s::text, 'tokens_' || c.id || '_hnsw')) AS index,
@@ -182,6 +183,7 @@ def _collections(
                 "candidate_index": row["candidate_index"],
                 "pool_factor": row["pool_factor"],
                 "rescore_storage": row["rescore_storage"],
+                "index_pool_factor": row["index_pool_factor"],
                 "index": index,
                 "dense_index": row["dense_index"] is not None,
                 "full_text_index": row["full_text_index"] is not None,

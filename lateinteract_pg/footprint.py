@@ -35,7 +35,8 @@ FROM pg_catalog.pg_class AS c WHERE c.oid = %(documents)s::regclass
 # this collection's rows and all rows of the documents table, in stored bytes
 _ROWS = """
 SELECT coalesce(sum(pg_column_size(d.*)) FILTER (WHERE d.collection_id = %(id)s), 0),
-       coalesce(sum(pg_column_size(d.matrix)) FILTER (WHERE d.collection_id = %(id)s), 0),
+       coalesce(sum(coalesce(pg_column_size(d.matrix), pg_column_size(d.vectors)))
+                FILTER (WHERE d.collection_id = %(id)s), 0),
        coalesce(sum(pg_column_size(d.*)), 0),
        coalesce(sum(d.n_tokens) FILTER (WHERE d.collection_id = %(id)s), 0)
 FROM {documents} AS d

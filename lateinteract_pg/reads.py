@@ -27,7 +27,7 @@ def get_document(
     conn: Any, spec: CollectionSpec, id: str, embeddings: bool = False
 ) -> Document | None:
     """The document with external id ``id`` (its stored token vectors with ``embeddings``:
-    from its packed float16 matrix, or from its token rows where the matrix is int8), or
+    from its float16 matrix or vectors, or from its token rows where the matrix is int8), or
     None."""
     row = conn.execute(
         sql.SQL(
@@ -41,8 +41,10 @@ def get_document(
     matrix = None
     if embeddings:
         doc_ids = np.array([row[0]])
-        if spec.rescore_storage == "float16":
-            packed = fetch_matrices(conn, fetch_sql(spec.documents), doc_ids, spec.dim, "float16")
+        layout = spec.matrix_layout
+        if layout != "int8":
+            fetch = fetch_sql(spec.documents, layout)
+            packed = fetch_matrices(conn, fetch, doc_ids, spec.dim, layout)
         else:  # the token rows keep the vectors exactly
             packed = fetch_from_token_rows(
                 conn, token_rows_sql(spec.tokens, spec.id), doc_ids, spec.dim

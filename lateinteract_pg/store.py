@@ -16,6 +16,7 @@ from .catalog import (
     CollectionSpec,
     dense_index_sql,
     full_text_index_sql,
+    preset_options,
 )
 from .collection import Collection
 from .errors import CollectionMismatch, CollectionNotFound, InvalidInput
@@ -89,6 +90,8 @@ class Store(Session):
         pool_factor: int | None = None,
         rescore_storage: RescoreStorage | None = None,
         text_search_config: str | None = None,
+        index_pool_factor: int | None = None,
+        storage: str | None = None,
     ) -> Collection:
         """Open the collection ``name``, creating it (with ``dim``) when missing.
 
@@ -108,6 +111,13 @@ class Store(Session):
           exact) or ``"int8"`` (half the bytes, scores within about 0.5%).
         - ``text_search_config``: the PostgreSQL text search configuration of the documents'
           full text, for hybrid search (default ``"english"``; ``"simple"`` does no stemming).
+        - ``index_pool_factor``: pool the token rows (and the HNSW index over them) by this
+          factor while every vector is kept once in its document's row (default 1: token
+          rows hold every vector). Scores stay exact MaxSim against every vector; storage
+          shrinks; stage 1 finds candidates through the pooled vectors.
+        - ``storage``: a named set of the options above (``"default"``, ``"balanced"``,
+          ``"compact"``: :data:`~lateinteract_pg.catalog.STORAGE_PRESETS`); options given
+          by name override it.
 
         Opening an existing collection with a different ``dim`` or option raises
         CollectionMismatch.
@@ -118,15 +128,20 @@ class Store(Session):
             if dim is not None and dim != enc_dim:
                 raise InvalidInput(f"dim={dim} but the encoder produces {enc_dim}-d vectors")
             dim = enc_dim
-        asked = {
+        given = {
             "candidate_index": candidate_index,
             "pool_factor": pool_factor,
             "rescore_storage": rescore_storage,
             "text_search_config": text_search_config,
+            "index_pool_factor": index_pool_factor,
         }
-        options = {**DEFAULT_OPTIONS, **{n: v for n, v in asked.items() if v is not None}}
+        asked = {
+            **({} if storage is None else preset_options(storage)),
+            **{n: v for n, v in given.items() if v is not None},
+        }
+        options = {**DEFAULT_OPTIONS, **asked}
         check_candidate_index(options["candidate_index"])
-        check_storage(options["pool_factor"], options["rescore_storage"])
+        check_storage(options)
         row = self._fetch_collection(name)
         if row is None:
             if not create:
@@ -203,14 +218,14 @@ class Store(Session):
             row = self.conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (name, dim, encoder, hnsw_m, hnsw_ef_construction, "
-                    "candidate_index, pool_factor, rescore_storage, text_search_config) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "candidate_index, pool_factor, rescore_storage, text_search_config, "
+                    "index_pool_factor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (name) DO NOTHING RETURNING " + COLUMNS
                 ).format(self.table("collections")),
                 (
                     name, dim, None if encoder is None else Jsonb(encoder), m, ef,
                     options["candidate_index"], options["pool_factor"], options["rescore_storage"],
-                    options["text_search_config"],
+                    options["text_search_config"], options["index_pool_factor"],
                 ),
             ).fetchone()  # fmt: skip
             if row is None:  # created concurrently by someone else: read it in this transaction
@@ -291,7 +306,6 @@ class Store(Session):
     def revoke_tenant(self, role: str, tenant: str) -> None:
         """Take ``tenant`` away from ``role``."""
         migrate.revoke_tenant(self.dsn, role, tenant, self.schema)
-
 
     def grant_read_only(self, role: str) -> None:
         """Let ``role`` search (SELECT and EXECUTE) but not write; see

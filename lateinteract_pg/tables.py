@@ -73,6 +73,7 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         Column("pool_factor", Integer, nullable=False),
         Column("rescore_storage", Text, nullable=False),
         Column("text_search_config", Text, nullable=False),
+        Column("index_pool_factor", Integer, nullable=False),
         schema=schema,
     )
     documents = Table(
@@ -89,11 +90,12 @@ def define_tables(metadata: MetaData, schema: str = DEFAULT_SCHEMA) -> Tables:
         Column("text", Text),
         Column("metadata", JSONB),
         Column("n_tokens", Integer, nullable=False),
-        Column("matrix", LargeBinary, nullable=False),
+        Column("matrix", LargeBinary),  # NULL where the collection keeps vectors instead
         Column("offsets", ARRAY(Integer, dimensions=2)),
         Column("dense", HALFVEC()),
         Column("tsv", TSVECTOR),  # written by a trigger from text
         Column("tenant", Text),
+        Column("vectors", ARRAY(HALFVEC())),
         UniqueConstraint("collection_id", "external_id"),
         schema=schema,
     )

@@ -16,6 +16,7 @@ __all__ = [
     "Document",
     "Hit",
     "IngestStats",
+    "MatrixLayout",
     "PlanKind",
     "RescoreStorage",
     "SearchStats",
@@ -30,6 +31,8 @@ CandidateIndex = Literal["halfvec", "binary"]
 CANDIDATE_INDEXES: tuple[CandidateIndex, ...] = ("halfvec", "binary")
 RescoreStorage = Literal["float16", "int8"]
 RESCORE_STORAGES: tuple[RescoreStorage, ...] = ("float16", "int8")
+# how a document row holds its vectors for stage 2: a packed matrix, or a halfvec[]
+MatrixLayout = Literal["float16", "int8", "vectors"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class CollectionInfo:
     text_search_config: str = "english"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
+    index_pool_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -178,4 +182,3 @@ class StorageReport:
             "rescoring": round(self.rescoring / n, 1),
             "total": round(self.total / n, 1),
         }
-

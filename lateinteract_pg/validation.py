@@ -23,7 +23,6 @@ from .types import (
     RESCORE_STORAGES,
     TIERS,
     CandidateIndex,
-    RescoreStorage,
     Tier,
 )
 
@@ -310,20 +309,30 @@ def check_candidate_index(kind: Any) -> CandidateIndex:
     return kind
 
 
-def check_storage(pool_factor: Any, rescore_storage: Any) -> tuple[int, RescoreStorage]:
-    if (
-        isinstance(pool_factor, bool)
-        or not isinstance(pool_factor, int)
-        or not 1 <= pool_factor <= MAX_POOL_FACTOR
-    ):
+def check_storage(options: dict[str, Any]) -> dict[str, Any]:
+    """A collection's pool_factor, index_pool_factor and rescore_storage, alone and
+    together."""
+    for name in ("pool_factor", "index_pool_factor"):
+        value = options[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_POOL_FACTOR
+        ):
+            raise InvalidInput(
+                f"{name} must be an int in 1..{MAX_POOL_FACTOR}, got {short_repr(value)}"
+            )
+    storage = options["rescore_storage"]
+    if not isinstance(storage, str) or storage not in RESCORE_STORAGES:
         raise InvalidInput(
-            f"pool_factor must be an int in 1..{MAX_POOL_FACTOR}, got {short_repr(pool_factor)}"
+            f"rescore_storage must be one of {RESCORE_STORAGES}, got {short_repr(storage)}"
         )
-    if not isinstance(rescore_storage, str) or rescore_storage not in RESCORE_STORAGES:
+    if options["index_pool_factor"] > 1 and storage != "float16":
         raise InvalidInput(
-            f"rescore_storage must be one of {RESCORE_STORAGES}, got {short_repr(rescore_storage)}"
+            "index_pool_factor > 1 keeps every vector as float16 in the document rows: "
+            f"rescore_storage must be 'float16', got {storage!r}"
         )
-    return pool_factor, rescore_storage
+    return options
 
 
 def check_hnsw(m: Any, ef_construction: Any) -> tuple[int, int]:

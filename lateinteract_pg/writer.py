@@ -1,7 +1,8 @@
 """The write path: a validated batch into a collection in one transaction.
 
-Document rows (text, metadata, the packed matrix stage 2 reads, the dense vector) go in with
-one binary COPY, token rows with another (:mod:`~lateinteract_pg.copy_rows`); an id that
+Document rows (text, metadata, the vectors stage 2 reads, the dense vector) go in with one
+binary COPY, token rows with another (:mod:`~lateinteract_pg.copy_rows`; pooled where the
+collection pools its index rows, ``index_pool_factor`` > 1); an id that
 exists is replaced (its old rows deleted in the same transaction), and the collection's
 counters move with them. The HNSW index is rebuilt around a large load and inserted into
 otherwise (:data:`REBUILD_RATIO`).
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 from pgvector import HalfVector
 from psycopg import sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 from tqdm.auto import tqdm
 
@@ -25,7 +28,7 @@ from .catalog import CollectionSpec
 from .copy_rows import pack_token_rows
 from .errors import CollectionNotFound, InvalidInput
 from .indexes import build_index, has_index
-from .matrices import pack_matrices
+from .matrices import pack_matrices, pack_vectors
 from .session import Session
 from .types import IngestStats
 from .validation import Batch
@@ -55,9 +58,11 @@ def write(
 ) -> IngestStats:
     """Write a validated batch in one transaction; also removes the passages of
     ``documents_replaced``. Dense vectors come from the tokens as given, then the tokens
-    are pooled if the collection pools."""
+    are pooled if the collection pools, and the token rows pooled again if it pools its
+    index rows."""
     dense = pooling.dense_vectors(batch.tokens, batch.offsets)
     batch = pooling.pool_batch(batch, spec.pool_factor)
+    index_rows = pooling.pool_batch(batch, spec.index_pool_factor)
     with session.writing(f"adding to {spec.name!r}") as conn:
         replaced, remaining = _lock_and_remove(conn, spec, batch.ids, documents_replaced, tenant)
         new_tokens = len(batch.tokens)
@@ -70,7 +75,7 @@ def write(
             conn.execute(sql.SQL("DROP INDEX {}").format(spec.token_index))
         started = time.perf_counter()
         doc_ids = _insert_documents(conn, spec, batch, dense, tenant)
-        _copy_tokens(conn, spec, doc_ids, batch, progress, tenant)
+        _copy_tokens(conn, spec, doc_ids, index_rows, progress, tenant)
         copied = time.perf_counter()
         if rebuild:
             build_index(session, spec)
@@ -164,15 +169,25 @@ def _insert_documents(
         "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (sequence, n)
     ).fetchall()
     doc_ids = np.array([r[0] for r in rows], dtype=np.int64)
+    layout = spec.matrix_layout
+    column = "vectors" if layout == "vectors" else "matrix"
     copy_sql = sql.SQL(  # the tsvector is the trigger's (sql/functions/documents_tsv.sql)
-        "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, matrix, offsets, "
+        "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, {}, offsets, "
         "dense, tenant) FROM STDIN WITH (FORMAT BINARY)"
-    ).format(spec.documents)
-    matrices = pack_matrices(batch.tokens, batch.offsets, spec.rescore_storage)
-    with conn.cursor().copy(copy_sql) as copy:
+    ).format(spec.documents, sql.Identifier(column))
+    cursor = conn.cursor()
+    if layout == "vectors":  # packed here; psycopg passes the bytes on as they are
+        halfvec = cursor.adapters.types["halfvec"]
+        cursor.adapters.register_dumper(None, _packed_dumper(halfvec.array_oid))
+        matrices = pack_vectors(batch.tokens, batch.offsets, halfvec.oid)
+    else:
+        matrices = pack_matrices(batch.tokens, batch.offsets, layout)
+    column_type = "halfvec[]" if layout == "vectors" else "bytea"
+    with cursor.copy(copy_sql) as copy:
         copy.set_types(
-            ["int8", "int4", "text", "text", "jsonb", "int4", "bytea", "int4[]", "halfvec", "text"]
-        )
+            ["int8", "int4", "text", "text", "jsonb", "int4", column_type, "int4[]", "halfvec",
+             "text"]
+        )  # fmt: skip
         for j, length in enumerate(batch.lengths):
             meta, spans = batch.metadata[j], batch.spans[j]
             copy.write_row(
@@ -213,3 +228,16 @@ def _copy_tokens(
         for rows, payload in pack_token_rows(spec.id, doc_ids, batch, COPY_ROWS_PER_CHUNK, tenant):
             copy.write(payload)
             bar.update(rows)
+
+
+def _packed_dumper(oid: int) -> type[Dumper]:
+    """A binary dumper for type ``oid`` of values already in its binary format."""
+
+    class Packed(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj: Any) -> bytes:
+            return bytes(obj)
+
+    Packed.oid = oid
+    return Packed

@@ -157,6 +157,7 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
         "int8 matrices",
         "pool factor 2",
         "pool factor 3",
+        *(f"token rows pooled by {p}, every vector re-scored" for p in (2, 3, 4, 6)),
     ]
 
     def option_bytes(option: str, part: str = "total") -> float:
@@ -174,6 +175,18 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     assert option_bytes("int8 matrices", "rescoring") < 0.6 * option_bytes(defaults, "rescoring")
     assert (
         option_bytes("pool factor 3") < option_bytes("pool factor 2") < 0.7 * option_bytes(defaults)
+    )
+    index_pooled = [
+        option_bytes(f"token rows pooled by {p}, every vector re-scored", "token_heap")
+        + option_bytes(f"token rows pooled by {p}, every vector re-scored", "candidate_index")
+        for p in (2, 3, 4, 6)
+    ]
+    assert index_pooled == sorted(index_pooled, reverse=True)
+    compact = "token rows pooled by 4, every vector re-scored"
+    assert option_bytes(compact) < 0.7 * option_bytes(defaults)
+    # every vector is kept once, as halfvec[]: 8 bytes more per vector than the matrix
+    assert option_bytes("token rows pooled by 4, every vector re-scored", "rescoring") == (
+        pytest.approx(option_bytes(defaults, "rescoring"), rel=0.05)
     )
     assert len(runs("binary candidate index")) == 2
     for option in options:

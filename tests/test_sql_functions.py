@@ -118,7 +118,7 @@ def test_render_source_fills_the_shared_constants() -> None:
 
 
 def test_signatures_read_the_argument_types() -> None:
-    text = (sql_functions.SNAPSHOTS_DIR / HEAD / "search.sql").read_text()
+    text = (sql_functions.SOURCES_DIR / "search.sql").read_text()
     assert sql_functions.signatures(text) == [
         ("search", ("text", "halfvec[]", "integer", "integer", "integer", "integer", "boolean",
                     "jsonpath", "jsonb", "integer")),

@@ -35,7 +35,12 @@ def ingest(
         coll = store.collection(name)
         same = all(getattr(coll, option) == value for option, value in options.items())
         has_texts = texts is None or (coll.get(enc.doc_ids[0]) or Document("", None)).text
-        if len(coll) == len(enc.doc_ids) and same and has_texts:
+        # the same vectors: the same width and, unpooled, the same number of them
+        stored = coll.storage().n_tokens
+        same_vectors = coll.dim == enc.doc_tokens.shape[1] and (
+            coll.spec.pool_factor > 1 or stored == n_tokens
+        )
+        if len(coll) == len(enc.doc_ids) and same and has_texts and same_vectors:
             echo(f"collection {name!r}: reusing {len(coll)} documents")
             return coll, {"reused": True}
         store.drop_collection(name)

@@ -102,7 +102,8 @@ def bench_options(command: F) -> F:
     "--storage-options",
     is_flag=True,
     help="also measure the storage options (query-token clustering, stage 2 from token rows, "
-    "and on copies of the collection: binary candidate index, int8 matrices, pool factor 2, 3)",
+    "and on copies of the collection: binary candidate index, int8 matrices, pool factor 2, 3, "
+    "token rows pooled by 2, 3, 4, 6)",
 )
 @click.option(
     "--tiers", is_flag=True, help="also measure the dense and rerank tiers (first 100 queries)"

@@ -23,6 +23,7 @@ import numpy as np
 from psycopg import sql
 
 from ..catalog import CollectionSpec, read_sizes
+from ..errors import InvalidInput
 from ..session import Session
 from ..types import Hit, SearchStats
 from . import candidates, filters, planner, rescore
@@ -43,6 +44,11 @@ def search_late(
 ) -> tuple[list[Hit], SearchStats]:
     """The top ``options.k`` documents by exact MaxSim against ``query`` (validated, m x dim)
     that pass ``condition``, and how the search ran."""
+    if options.rescore_from == "tokens" and spec.index_pool_factor > 1:
+        raise InvalidInput(
+            f"rescore_from='tokens': the token rows of {spec.name!r} hold pooled vectors "
+            f"(index_pool_factor={spec.index_pool_factor}); its documents keep every vector"
+        )
     started = time.perf_counter()
     probes, weights = candidates.merge_query_tokens(query, options.merge_threshold)
     # one snapshot for every statement: a document written meanwhile is seen whole or not
@@ -170,14 +176,14 @@ def _index(
     fetch = (
         rescore.token_rows_sql(spec.tokens, spec.id)
         if from_tokens
-        else rescore.fetch_sql(spec.documents)
+        else rescore.fetch_sql(spec.documents, spec.matrix_layout)
     )
     fetchers = readers[: max(1, min(n, len(cand_ids)))]
     scored = session.run_parallel(
         [
             partial(
                 rescore.score_candidates, conn, fetch, query, cand_ids[j :: len(fetchers)],
-                spec.dim, spec.rescore_storage, from_tokens,
+                spec.dim, spec.matrix_layout, from_tokens,
             )
             for j, conn in enumerate(fetchers)
         ]
@@ -216,11 +222,11 @@ def _exhaustive(
             condition[1],
         ).fetchall()
         doc_ids = np.array([r[0] for r in rows], dtype=np.int64)
-        fetch = rescore.fetch_sql(spec.documents)
+        fetch = rescore.fetch_sql(spec.documents, spec.matrix_layout)
         scored = [
             rescore.score_candidates(
                 conn, fetch, query, doc_ids[i : i + EXHAUSTIVE_BATCH], spec.dim,
-                spec.rescore_storage,
+                spec.matrix_layout,
             )
             for i in range(0, len(doc_ids), EXHAUSTIVE_BATCH)
         ]  # fmt: skip
@@ -230,12 +236,11 @@ def _exhaustive(
         all_ids: list[np.ndarray] = []
         all_scores: list[np.ndarray] = []
         read = 0
-        scan = rescore.scan_sql(spec.documents)
-        for packed in rescore.scan_all(conn, scan, spec.id, spec.dim, spec.rescore_storage):
+        scan = rescore.scan_sql(spec.documents, spec.matrix_layout)
+        for packed in rescore.scan_all(conn, scan, spec.id, spec.dim, spec.matrix_layout):
             all_ids.append(packed.ids)
             all_scores.append(packed.maxsim(query))
             read += len(packed.tokens)
         ranked = rank(all_ids, all_scores, keep)
     elapsed = (time.perf_counter() - started) * 1000
     return ranked, {"stage2_ms": elapsed, "rescored_tokens": read}
-

@@ -1,6 +1,7 @@
-"""Stage 2: fetch candidates' packed token matrices in binary, score them with exact MaxSim.
+"""Stage 2: fetch candidates' token matrices in binary, score them with exact MaxSim.
 
-Each document row carries its matrix as one ``bytea`` (stored uncompressed; layouts in
+Each document row carries its vectors in one column (a ``bytea`` matrix, or ``halfvec[]``
+where the token rows are pooled; stored uncompressed; layouts in
 :mod:`~lateinteract_pg.matrices`), so stage 2 reads one row per candidate and decodes all of
 them with ``numpy.frombuffer``: no per-token rows, no text parsing. float16 matrices give
 exact MaxSim of the stored vectors. int8 ones give MaxSim within about 0.5% of it, so they
@@ -17,7 +18,7 @@ import numpy as np
 from psycopg import sql
 
 from ..matrices import Packed, decode_matrices
-from ..types import RescoreStorage
+from ..types import MatrixLayout
 
 __all__ = [
     "fetch_from_token_rows",
@@ -31,10 +32,10 @@ __all__ = [
     "token_rows_sql",
 ]
 
-_FETCH = "SELECT id, matrix FROM {documents} WHERE id = ANY({ids})"
+_FETCH = "SELECT id, {column} FROM {documents} WHERE id = ANY({ids})"
 
 _SCAN = """
-SELECT id, matrix FROM {documents}
+SELECT id, {column} FROM {documents}
 WHERE collection_id = {collection} AND id > {after}
 ORDER BY id
 LIMIT {limit}
@@ -49,12 +50,20 @@ ORDER BY doc_id, position
 """
 
 
-def fetch_sql(documents: sql.Composable) -> sql.Composed:
-    return sql.SQL(_FETCH).format(documents=documents, ids=sql.Placeholder("ids"))
+def _column(layout: MatrixLayout) -> sql.SQL:
+    """The document column of ``layout``, as bytes."""
+    return sql.SQL("pg_catalog.array_send(vectors)" if layout == "vectors" else "matrix")
 
 
-def scan_sql(documents: sql.Composable) -> sql.Composed:
+def fetch_sql(documents: sql.Composable, layout: MatrixLayout) -> sql.Composed:
+    return sql.SQL(_FETCH).format(
+        column=_column(layout), documents=documents, ids=sql.Placeholder("ids")
+    )
+
+
+def scan_sql(documents: sql.Composable, layout: MatrixLayout) -> sql.Composed:
     return sql.SQL(_SCAN).format(
+        column=_column(layout),
         documents=documents,
         collection=sql.Placeholder("collection"),
         after=sql.Placeholder("after"),
@@ -73,7 +82,7 @@ def fetch_matrices(
     statement: sql.Composed,
     doc_ids: np.ndarray,
     dim: int,
-    storage: RescoreStorage,
+    layout: MatrixLayout,
     *,
     reuse: bool = False,
 ) -> Packed:
@@ -83,7 +92,7 @@ def fetch_matrices(
     """
     with conn.cursor(binary=True) as cursor:
         rows = list(cursor.stream(statement, {"ids": doc_ids.tolist()}))
-    return decode_matrices(rows, dim, storage, reuse=reuse)
+    return decode_matrices(rows, dim, layout, reuse=reuse)
 
 
 def fetch_from_token_rows(
@@ -109,14 +118,14 @@ def score_candidates(
     query: np.ndarray,
     doc_ids: np.ndarray,
     dim: int,
-    storage: RescoreStorage,
+    layout: MatrixLayout,
     from_token_rows: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """MaxSim of every candidate: (ids, scores, tokens read)."""
     if from_token_rows:
         packed = fetch_from_token_rows(conn, statement, doc_ids, dim)
     else:
-        packed = fetch_matrices(conn, statement, doc_ids, dim, storage, reuse=True)
+        packed = fetch_matrices(conn, statement, doc_ids, dim, layout, reuse=True)
     return packed.ids, packed.maxsim(query), len(packed.tokens)
 
 
@@ -125,7 +134,7 @@ def scan_all(
     statement: sql.Composed,
     collection_id: int,
     dim: int,
-    storage: RescoreStorage,
+    layout: MatrixLayout,
     docs_per_batch: int = 256,
 ) -> Iterator[Packed]:
     """Every document of a collection, in batches."""
@@ -139,7 +148,7 @@ def scan_all(
         if not rows:
             return
         after = int(rows[-1][0])
-        yield decode_matrices(rows, dim, storage, reuse=True)
+        yield decode_matrices(rows, dim, layout, reuse=True)
 
 
 def refine_count(k: int) -> int:

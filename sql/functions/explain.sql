@@ -1,5 +1,6 @@
 -- explain(collection, query, id): why one document scores what it does: per query token, its
--- best-matching document token, their similarity (these sum to the document's MaxSim) and,
+-- best-matching document token (from its vectors where the collection pools its token rows,
+-- else from its token rows), their similarity (these sum to the document's MaxSim) and,
 -- when the document was stored with token offsets, the piece of its text that token came
 -- from, for highlighting. No row when the collection has no document of that id.
 -- explain(query, collection, id), the order before search()'s, is deprecated: it stays for
@@ -24,8 +25,16 @@ BEGIN
     c := query_collection(collection, query);
     RETURN QUERY
     WITH doc AS (
-        SELECT d.id, d.text, d.offsets FROM documents AS d
+        SELECT d.id, d.text, d.offsets, d.vectors FROM documents AS d
         WHERE d.collection_id = c.collection_id AND d.external_id = explain.id
+    ), vecs AS (  -- the document's vectors, or its token rows
+        SELECT (v.i - 1)::integer AS position, v.e AS embedding
+        FROM doc CROSS JOIN pg_catalog.unnest(doc.vectors) WITH ORDINALITY AS v(e, i)
+        UNION ALL
+        SELECT t.position, t.embedding
+        FROM doc
+        JOIN tokens AS t ON t.collection_id = c.collection_id AND t.doc_id = doc.id
+        WHERE doc.vectors IS NULL
     ), best AS (
         SELECT DISTINCT ON (q.i)
             q.i::integer AS query_token, t.position, -(t.embedding <#> q.v) AS similarity,
@@ -33,7 +42,7 @@ BEGIN
             doc.offsets[t.position + 1][2] AS end_offset,
             doc.text
         FROM doc
-        JOIN tokens AS t ON t.collection_id = c.collection_id AND t.doc_id = doc.id
+        CROSS JOIN vecs AS t
         CROSS JOIN pg_catalog.unnest(query) WITH ORDINALITY AS q(v, i)
         ORDER BY q.i, similarity DESC, t.position
     )

@@ -1,4 +1,5 @@
 -- maxsim(collection, query, id): the exact MaxSim of one document against the query, read
+-- from its vectors where the collection pools its token rows (index_pool_factor > 1), else
 -- from its token rows; NULL when the collection has no document of that id.
 -- maxsim(query, collection, id), the order before search()'s, is deprecated: it stays for
 -- one release and calls the new one.
@@ -12,13 +13,19 @@ AS $body$
 DECLARE
     c record;
     doc bigint;
+    vectors halfvec[];
     result double precision;
 BEGIN
     c := query_collection(collection, query);
-    SELECT d.id INTO doc FROM documents AS d
+    SELECT d.id, d.vectors INTO doc, vectors FROM documents AS d
     WHERE d.collection_id = c.collection_id AND d.external_id = maxsim.id;
     IF NOT FOUND THEN
         RETURN NULL;
+    END IF;
+    IF vectors IS NOT NULL THEN
+        SELECT sum((SELECT max(-(e <#> q.v)) FROM pg_catalog.unnest(vectors) AS e)) INTO result
+        FROM pg_catalog.unnest(query) AS q(v);
+        RETURN result;
     END IF;
     SELECT sum(best.sim) INTO result FROM (
         SELECT max(-(t.embedding <#> q.v)) AS sim

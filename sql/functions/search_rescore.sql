@@ -1,6 +1,8 @@
 -- search_rescore(collection_id, query, k, candidates): search()'s stage 2, the k candidates
--- with the highest exact MaxSim against the query, best first, read from their token rows
--- (float16, as stored). The Python path scores the same from each document's packed matrix.
+-- with the highest exact MaxSim against the query, best first, read from the document's
+-- vectors where the collection pools its token rows (index_pool_factor > 1), else from its
+-- token rows (float16, as stored). The Python path scores the same from each document's
+-- packed matrix or vectors.
 --
 -- Each document's token vectors are read once into an array, and every query token takes its
 -- max over that array: no join of query tokens with token rows, which needs a hash aggregate
@@ -26,9 +28,11 @@ BEGIN
                 FROM pg_catalog.unnest(query) AS q(v)) AS score
         FROM documents AS d
         CROSS JOIN LATERAL (
-            SELECT pg_catalog.array_agg(t.embedding) AS vectors
-            FROM tokens AS t
-            WHERE t.collection_id = search_rescore.collection_id AND t.doc_id = d.id
+            SELECT coalesce(d.vectors, (
+                SELECT pg_catalog.array_agg(t.embedding)
+                FROM tokens AS t
+                WHERE t.collection_id = search_rescore.collection_id AND t.doc_id = d.id
+            )) AS vectors
         ) AS doc
         WHERE d.collection_id = search_rescore.collection_id
           AND d.id = ANY (candidates)
@@ -43,4 +47,4 @@ END
 $body$;
 
 COMMENT ON FUNCTION {schema}.search_rescore(integer, halfvec[], integer, bigint[]) IS
-    'lateinteract: stage 2 of search(): exact MaxSim of the candidates from their token rows, the k best';
+    'lateinteract: stage 2 of search(): exact MaxSim of the candidates from their vectors or token rows, the k best';

@@ -41,7 +41,7 @@ def measure_hash_partitions(
     k, dim = config.k, coll.dim
     knobs = planner.default_knobs(k)
     conn = store.conn
-    fetch = rescore.fetch_sql(store.table("documents"))
+    fetch = rescore.fetch_sql(store.table("documents"), coll.spec.matrix_layout)
     rows = []
     for n in (1, *config.hash_partitions):
         table = f"tokens_{coll.id}" if n == 1 else f"hashed_{coll.id}_{n}"
@@ -64,7 +64,7 @@ def measure_hash_partitions(
             )  # fmt: skip
             times.append((time.perf_counter() - started) * 1000)
             doc_ids, scores, _ = rescore.score_candidates(
-                conn, fetch, query, ids, dim, coll.rescore_storage
+                conn, fetch, query, ids, dim, coll.spec.matrix_layout
             )
             best = top_k(scores, doc_ids.tolist(), k)
             return [h.id for h in fetch_hits(store.conn, coll.spec, [(int(d), s) for d, s in best])]

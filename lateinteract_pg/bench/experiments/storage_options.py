@@ -10,10 +10,11 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from psycopg import sql
 
 from ...collection import Collection
 from ...store import Store
-from ..config import MERGE_THRESHOLDS, POOLED_SWEEP, BenchConfig
+from ..config import INDEX_POOL_SWEEP, MERGE_THRESHOLDS, POOLED_SWEEP, BenchConfig
 from ..encoding import Encoded
 from ..ingest import ingest, storage_bytes
 from ..runs import FirstQueries, line, probing, search_ids, summary, timed
@@ -47,13 +48,18 @@ def measure_storage_options(
         ("int8 matrices", {"rescore_storage": "int8"}, [{}]),
         ("pool factor 2", {"pool_factor": 2}, POOLED_SWEEP),
         ("pool factor 3", {"pool_factor": 3}, POOLED_SWEEP),
-    ]
+        *(
+            (f"token rows pooled by {p}, every vector re-scored", {"index_pool_factor": p},
+             POOLED_SWEEP)
+            for p in INDEX_POOL_SWEEP
+        ),
+    ]  # fmt: skip
     out = []
     for option, collection_options, settings_list in options:
         echo(f"storage option: {option} ...")
         target, ingested, option_storage = coll, {"reused": True}, storage
         if collection_options:
-            suffix = "-".join(str(v) for v in collection_options.values())
+            suffix = "-".join(f"{n.replace('_', '-')}-{v}" for n, v in collection_options.items())
             target, ingested = ingest(
                 store, f"bench-{name}-{suffix}", enc, echo, config.keep, **collection_options
             )
@@ -78,4 +84,7 @@ def measure_storage_options(
         )
         if collection_options and not config.keep:
             store.drop_collection(target.name)
+            # its document rows' space goes back, or the next copy's share of the shared
+            # documents table would count it
+            store.conn.execute(sql.SQL("VACUUM {}").format(store.table("documents")))
     return out

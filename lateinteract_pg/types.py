@@ -158,8 +158,9 @@ class StorageReport:
     (``token_keys``), the HNSW candidate index (``candidate_index``), the collection's share
     of the shared documents table's heap, TOAST and btree indexes (``document_heap``,
     ``toast``, ``document_keys``), and its dense and full-text indexes. ``rescoring``: the
-    stored bytes of the re-scoring matrices, which live in ``toast`` (and, for short
-    documents, ``document_heap``). ``n_tokens``: the token vectors stored.
+    stored bytes of the re-scoring matrices (or, with index pooling, the documents'
+    ``vectors``), which live in ``toast`` (and, for short documents, ``document_heap``).
+    ``n_tokens``: the token vectors stored for re-scoring (token rows may be fewer).
     """
 
     parts: dict[str, int]

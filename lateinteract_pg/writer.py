@@ -169,20 +169,19 @@ def _insert_documents(
         "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (sequence, n)
     ).fetchall()
     doc_ids = np.array([r[0] for r in rows], dtype=np.int64)
-    layout = spec.matrix_layout
-    column = "vectors" if layout == "vectors" else "matrix"
+    cursor = conn.cursor()
+    if spec.matrix_layout == "vectors":  # packed here; psycopg passes the bytes on as they are
+        halfvec = cursor.adapters.types["halfvec"]
+        cursor.adapters.register_dumper(None, _prepacked_dumper(halfvec.array_oid))
+        matrices = pack_vectors(batch.tokens, batch.offsets, halfvec.oid)
+        column, column_type = "vectors", "halfvec[]"
+    else:
+        matrices = pack_matrices(batch.tokens, batch.offsets, spec.rescore_storage)
+        column, column_type = "matrix", "bytea"
     copy_sql = sql.SQL(  # the tsvector is the trigger's (sql/functions/documents_tsv.sql)
         "COPY {} (id, collection_id, external_id, text, metadata, n_tokens, {}, offsets, "
         "dense, tenant) FROM STDIN WITH (FORMAT BINARY)"
     ).format(spec.documents, sql.Identifier(column))
-    cursor = conn.cursor()
-    if layout == "vectors":  # packed here; psycopg passes the bytes on as they are
-        halfvec = cursor.adapters.types["halfvec"]
-        cursor.adapters.register_dumper(None, _packed_dumper(halfvec.array_oid))
-        matrices = pack_vectors(batch.tokens, batch.offsets, halfvec.oid)
-    else:
-        matrices = pack_matrices(batch.tokens, batch.offsets, layout)
-    column_type = "halfvec[]" if layout == "vectors" else "bytea"
     with cursor.copy(copy_sql) as copy:
         copy.set_types(
             ["int8", "int4", "text", "text", "jsonb", "int4", column_type, "int4[]", "halfvec",
@@ -230,14 +229,14 @@ def _copy_tokens(
             bar.update(rows)
 
 
-def _packed_dumper(oid: int) -> type[Dumper]:
+def _prepacked_dumper(oid: int) -> type[Dumper]:
     """A binary dumper for type ``oid`` of values already in its binary format."""
 
-    class Packed(Dumper):
+    class Prepacked(Dumper):
         format = Format.BINARY
 
         def dump(self, obj: Any) -> bytes:
             return bytes(obj)
 
-    Packed.oid = oid
-    return Packed
+    Prepacked.oid = oid
+    return Prepacked

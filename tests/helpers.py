@@ -27,6 +27,31 @@ def unit_docs(
     return docs
 
 
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length."""
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def clustered_docs(
+    n: int,
+    seed: int,
+    dim: int,
+    groups: tuple[int, int],
+    lengths: tuple[int, int],
+    noise: float,
+) -> list[np.ndarray]:
+    """``n`` documents whose unit token vectors come in near-duplicate groups, as real token
+    vectors do: ``groups`` (low, high) centres each, ``lengths`` tokens each, every token a
+    centre plus ``noise``."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for _ in range(n):
+        centres = unit(rng.standard_normal((int(rng.integers(*groups)), dim)))
+        picks = centres[rng.integers(0, len(centres), int(rng.integers(*lengths)))]
+        docs.append(unit(picks + noise * rng.standard_normal(picks.shape)).astype(np.float32))
+    return docs
+
+
 def numpy_top(query: np.ndarray, docs: list[np.ndarray], k: int) -> list[tuple[str, float]]:
     """Reference: exact MaxSim of every document as stored (float16), best first."""
     scores = [(lip.maxsim(query, d.astype(np.float16)), f"d{i}") for i, d in enumerate(docs)]

@@ -14,25 +14,14 @@ import lateinteract_pg as lip
 from lateinteract_pg import migrate
 from lateinteract_pg.maxsim import maxsim
 from lateinteract_pg.pooling import pool_tokens
-from tests.helpers import assert_same_hits, snapshot
+from tests.helpers import assert_same_hits, clustered_docs, snapshot, unit
 
 DIM = 24
 N_DOCS = 240
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def _documents(n: int = N_DOCS, seed: int = 0) -> list[np.ndarray]:
-    """Documents whose tokens come in near-duplicate groups, as real token vectors do."""
-    rng = np.random.default_rng(seed)
-    docs = []
-    for _ in range(n):
-        centres = _unit(rng.standard_normal((int(rng.integers(3, 10)), DIM)))
-        picks = centres[rng.integers(0, len(centres), int(rng.integers(4, 40)))]
-        docs.append(_unit(picks + 0.2 * rng.standard_normal(picks.shape)).astype(np.float32))
-    return docs
+    return clustered_docs(n, seed, DIM, groups=(3, 10), lengths=(4, 40), noise=0.2)
 
 
 DOCS = _documents()
@@ -53,7 +42,7 @@ def _query(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     picks = [DOCS[j][rng.integers(0, len(DOCS[j]))] for j in rng.choice(N_DOCS, 3)]
     noisy = np.stack(picks) + 0.1 * rng.standard_normal((3, DIM))
-    return _unit(np.concatenate([noisy, rng.standard_normal((3, DIM))])).astype(np.float32)
+    return unit(np.concatenate([noisy, rng.standard_normal((3, DIM))])).astype(np.float32)
 
 
 def _search_sql(coll: lip.Collection, query: np.ndarray, k: int, **knobs: object) -> list:

@@ -13,22 +13,13 @@ import lateinteract_pg as lip
 from lateinteract_pg import migrate
 from lateinteract_pg.maxsim import maxsim
 from lateinteract_pg.pooling import pool_tokens
+from tests.helpers import clustered_docs, unit
 
 DIM = 32
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def _documents(n: int, seed: int = 0) -> tuple[list[str], list[np.ndarray]]:
-    """Documents whose tokens come in near-duplicate groups, as real token vectors do."""
-    rng = np.random.default_rng(seed)
-    docs = []
-    for _ in range(n):
-        centres = _unit(rng.standard_normal((int(rng.integers(3, 12)), DIM)))
-        picks = centres[rng.integers(0, len(centres), int(rng.integers(6, 30)))]
-        docs.append(_unit(picks + 0.15 * rng.standard_normal(picks.shape)).astype(np.float32))
+    docs = clustered_docs(n, seed, DIM, groups=(3, 12), lengths=(6, 30), noise=0.15)
     return [f"doc-{j}" for j in range(n)], docs
 
 
@@ -76,7 +67,7 @@ def test_int8_matrices_score_within_half_a_percent(store: lip.Store) -> None:
     assert sizes == {"float16": n_tokens * DIM * 2, "int8": n_tokens * (DIM + 4)}
     rng = np.random.default_rng(3)
     for _ in range(5):
-        query = _unit(rng.standard_normal((6, DIM))).astype(np.float32)
+        query = unit(rng.standard_normal((6, DIM))).astype(np.float32)
         reference = {i: maxsim(query, _stored(d)) for i, d in zip(ids, docs)}
         for plan in ("index", "exhaustive"):
             hits = small.search_embeddings(query, k=10, plan=plan)  # type: ignore[arg-type]
@@ -95,7 +86,7 @@ def test_rescoring_from_token_rows_gives_the_same_results(store: lip.Store) -> N
     coll.add_embeddings(ids, docs)
     rng = np.random.default_rng(5)
     for _ in range(5):
-        query = _unit(rng.standard_normal((5, DIM))).astype(np.float32)
+        query = unit(rng.standard_normal((5, DIM))).astype(np.float32)
         packed = coll.search_embeddings(query, k=10, plan="index")
         rows = coll.search_embeddings(query, k=10, plan="index", rescore_from="tokens")
         assert [h.id for h in rows] == [h.id for h in packed]
@@ -108,11 +99,11 @@ def test_dense_tier_ranks_by_mean_vectors(store: lip.Store) -> None:
     ids, docs = _documents(80, seed=6)
     coll = store.collection("dense", dim=DIM, pool_factor=3)
     coll.add_embeddings(ids, docs)
-    means = _unit(np.array([d.mean(axis=0) for d in docs]))  # before pooling
+    means = unit(np.array([d.mean(axis=0) for d in docs]))  # before pooling
     rng = np.random.default_rng(7)
     for k in (5, 20):
-        query = _unit(rng.standard_normal((7, DIM))).astype(np.float32)
-        expected = means @ _unit(query.mean(axis=0))
+        query = unit(rng.standard_normal((7, DIM))).astype(np.float32)
+        expected = means @ unit(query.mean(axis=0))
         order = np.argsort(-expected)[:k]
         hits = coll.search_embeddings(query, k=k, tier="dense")
         assert coll.last_search is not None and coll.last_search.tier == "dense"
@@ -159,7 +150,7 @@ def test_migration_0004_backfills_dense_vectors_and_refuses_to_lose_int8(
     ids, docs = _documents(30, seed=8)
     coll = store.collection("kept", dim=DIM)
     coll.add_embeddings(ids, docs)
-    query = _unit(np.random.default_rng(9).standard_normal((4, DIM))).astype(np.float32)
+    query = unit(np.random.default_rng(9).standard_normal((4, DIM))).astype(np.float32)
     before = [(h.id, round(h.score, 3)) for h in coll.search_embeddings(query, tier="dense")]
     for options in ({"rescore_storage": "int8"}, {"pool_factor": 2}):
         store.collection("small", dim=DIM, **options)  # type: ignore[arg-type]

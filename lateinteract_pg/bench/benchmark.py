@@ -39,8 +39,9 @@ from ..search import planner
 from ..store import Store, connect
 from .config import BENCH_SCHEMA, CLIENTS, BenchConfig
 from .datasets import load_beir
-from .encoding import encode_collection, query_encoding_ms
+from .encoding import Encoded, encode_collection, query_encoding_ms
 from .experiments import (
+    measure_cold,
     measure_filters,
     measure_hash_partitions,
     measure_hybrid,
@@ -59,10 +60,16 @@ __all__ = ["run_bench"]
 log = logging.getLogger(__name__)
 
 
-def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the benchmark; writes NAME.json, NAME.md and NAME-recall-latency.png."""
+def run_bench(
+    config: BenchConfig, echo: Callable[[str], None] = print, encoded: Encoded | None = None
+) -> dict[str, Any]:
+    """Run the benchmark; writes NAME.json, NAME.md and NAME-recall-latency.png.
+
+    ``encoded``: the collection's encodings when the caller holds them (the scaling run's
+    prefixes of one encoded corpus); else they are read from the cache or encoded.
+    """
     data = config.collection or load_beir(config.data_dir, limit_docs=config.limit_docs)
-    enc = encode_collection(data, config, echo)
+    enc = encoded if encoded is not None else encode_collection(data, config, echo)
     query_ids, queries, texts = enc.query_ids, enc.queries, enc.query_texts
     if config.max_queries is not None:
         query_ids, queries = query_ids[: config.max_queries], queries[: config.max_queries]
@@ -72,7 +79,9 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
     k, n = config.k, config.sweep_queries
     systems: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
-    with connect(config.dsn, schema=BENCH_SCHEMA) as store:
+    with connect(
+        config.dsn, schema=BENCH_SCHEMA, maintenance_work_mem=config.maintenance_work_mem
+    ) as store:
         doc_texts = None
         if config.tiers or config.hybrid:  # the rerank tier and full text read the texts
             by_id = dict(data.corpus)
@@ -143,6 +152,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         partitioned = []
         if config.hash_partitions:
             partitioned = measure_hash_partitions(config, store, coll, first, echo)
+        cold = measure_cold(store, coll, queries[:n], k) if config.cold else None
         server = server_info(store)
         if not config.keep:
             store.drop_collection(coll.name)
@@ -167,6 +177,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         "encoder": enc.encoder,
         "documents": len(enc.doc_ids),
         "token_rows": n_tokens,
+        "dim": int(enc.doc_tokens.shape[1]),
         "queries": len(queries),
         "query_tokens_mean": round(float(np.mean([len(q) for q in queries])), 1),
         "k": k,
@@ -182,6 +193,7 @@ def run_bench(config: BenchConfig, echo: Callable[[str], None] = print) -> dict[
         "filtered": filtered,
         "hybrid": hybrid,
         "hash_partitions": partitioned,
+        "cold": cold,
     }
     echo(write_report(report, config.out))
     return report

@@ -108,6 +108,9 @@ class BenchConfig:
     filters: bool = False  # also measure filtered searches at several selectivities
     hybrid: bool = False  # also measure hybrid (late + full text) against late alone
     hash_partitions: tuple[int, ...] = ()  # also measure copies of the token table hashed N ways
+    maintenance_work_mem: str | None = None  # for the index builds; None: the server's
+    voyager_max_tokens: int | None = None  # Voyager is left out of larger collections
+    cold: bool = False  # also measure the first pass after the caches were emptied
 
 
 def cache_dir(config: BenchConfig) -> Path:

@@ -6,18 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
-from ..encoders import load_encoder
+from ..encoders import Encoder, load_encoder
 from .config import BenchConfig, cache_dir
 from .datasets import BeirCollection
 
-__all__ = ["Encoded", "encode_collection", "query_encoding_ms"]
+__all__ = ["SHARD_DOCUMENTS", "Encoded", "encode_collection", "query_encoding_ms"]
+
+SHARD_DOCUMENTS = 2000  # documents encoded, and kept on disk, at a time
 
 
 @dataclass
@@ -72,24 +77,58 @@ def encode_collection(
             [data.queries[q] for q in cached_ids],
         )
     echo(f"encoding {len(data.corpus)} documents and {len(query_ids)} queries ...")
-    docs = encoder.encode_documents([text for _, text in data.corpus], progress=True)
+    lengths, vectors = _encode_in_shards(encoder, [text for _, text in data.corpus], path)
     qs = encoder.encode_queries([data.queries[q] for q in query_ids], progress=True)
-    doc_offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
+    doc_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     query_offsets = np.concatenate([[0], np.cumsum([len(q) for q in qs])]).astype(np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(
         tmp,
         doc_ids=np.array([d for d, _ in data.corpus]),
-        doc_vecs=np.concatenate(docs).astype(np.float16),
+        doc_vecs=vectors,
         doc_offsets=doc_offsets,
         query_ids=np.array(query_ids),
         query_vecs=np.concatenate(qs).astype(np.float16),
         query_offsets=query_offsets,
     )
     os.replace(tmp, path)
+    shutil.rmtree(_shard_dir(path), ignore_errors=True)
     echo(f"encodings cached in {path}")
     return encode_collection(data, config, echo)
+
+
+def _shard_dir(path: Path) -> Path:
+    return path.with_name(path.stem + ".shards")
+
+
+def _encode_in_shards(
+    encoder: Encoder, texts: list[str], path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every document's token count and its vectors back to back (float16), encoded
+    ``SHARD_DOCUMENTS`` at a time; each shard is kept on disk as it completes, so an
+    interrupted encoding of a large corpus resumes where it stopped."""
+    shards = _shard_dir(path)
+    shards.mkdir(parents=True, exist_ok=True)
+    lengths: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
+    with tqdm(total=len(texts), unit="doc", desc="documents") as bar:
+        for number, start in enumerate(range(0, len(texts), SHARD_DOCUMENTS)):
+            chunk = texts[start : start + SHARD_DOCUMENTS]
+            done = shards / f"{number:05d}.npz"
+            if not done.exists():
+                docs = encoder.encode_documents(chunk)
+                tmp = done.with_suffix(".tmp.npz")
+                np.savez(
+                    tmp,
+                    lengths=np.array([len(d) for d in docs], np.int64),
+                    vectors=np.concatenate(docs).astype(np.float16),
+                )
+                os.replace(tmp, done)
+            with np.load(done) as z:
+                lengths.append(z["lengths"])
+                vectors.append(z["vectors"])
+            bar.update(len(chunk))
+    return np.concatenate(lengths), np.concatenate(vectors)
 
 
 def query_encoding_ms(config: BenchConfig, texts: list[str]) -> list[float]:

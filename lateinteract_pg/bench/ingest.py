@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from ..catalog import read_sizes
 from ..collection import Collection
@@ -18,6 +19,8 @@ from .encoding import Encoded
 __all__ = ["ingest", "server_info", "storage_bytes"]
 
 log = logging.getLogger(__name__)
+
+INGESTS = "bench_ingests"  # the figures of each kept collection's ingest
 
 
 def ingest(
@@ -43,7 +46,7 @@ def ingest(
         )
         if len(coll) == len(enc.doc_ids) and same and has_texts and same_vectors:
             echo(f"collection {name!r}: reusing {len(coll)} documents")
-            return coll, {"reused": True}
+            return coll, {**_remembered(store, name), "reused": True}
         store.drop_collection(name)
     elif name in store:
         store.drop_collection(name)
@@ -52,13 +55,45 @@ def ingest(
     coll.add_embeddings(enc.doc_ids, enc.documents(), texts=texts)
     stats = coll.last_ingest
     assert stats is not None
-    return coll, {
-        "reused": False,
+    figures = {
         "token_rows": n_tokens,
         "copy_s": round(stats.copy_s, 2),
         "copy_rows_per_s": round(n_tokens / stats.copy_s) if stats.copy_s else None,
         "hnsw_build_s": round(stats.index_s, 1),
     }
+    _remember(store, name, figures)
+    return coll, {"reused": False, **figures}
+
+
+def _remember(store: Store, name: str, figures: dict[str, Any]) -> None:
+    """Keep a collection's ingest figures beside it, for the runs that reuse it."""
+    with store.conn.transaction():
+        store.conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (collection text PRIMARY KEY, figures jsonb)"
+            ).format(store.table(INGESTS))
+        )
+        store.conn.execute(
+            sql.SQL(
+                "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (collection) "
+                "DO UPDATE SET figures = excluded.figures"
+            ).format(store.table(INGESTS)),
+            (name, Jsonb(figures)),
+        )
+
+
+def _remembered(store: Store, name: str) -> dict[str, Any]:
+    """The ingest figures of the run that built ``name`` ({} when none were kept)."""
+    found = store.conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", (f"{store.schema}.{INGESTS}",)
+    ).fetchone()
+    if not found or not found[0]:
+        return {}
+    row = store.conn.execute(
+        sql.SQL("SELECT figures FROM {} WHERE collection = %s").format(store.table(INGESTS)),
+        (name,),
+    ).fetchone()
+    return dict(row[0]) if row else {}
 
 
 def storage_bytes(coll: Collection, n_tokens: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["latency_vs_size", "recall_latency"]
+__all__ = ["metric_vs_size", "recall_latency"]
 
 
 def _pyplot() -> Any:
@@ -48,22 +48,29 @@ def recall_latency(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def latency_vs_size(rows: list[dict[str, Any]], path: Path) -> None:
-    """p50 latency versus the number of token rows, one series per system."""
+def metric_vs_size(rows: list[dict[str, Any]], metric: str, label: str, path: Path) -> None:
+    """One figure against the number of token rows, one series per system (``latency``:
+    p50 solid and p95 dashed). Rows without the figure are left out."""
     plt = _pyplot()
-    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for row in rows:
-        series[row["system"]].append((row["token_rows"], row["p50_ms"]))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+        value = row["p50_ms"] if metric == "latency" else row.get(metric)
+        if value is not None:
+            series[row["system"]].append((row["token_rows"], value, row["p95_ms"]))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for name, points in series.items():
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        sizes = [p[0] for p in points]
+        (line,) = ax.plot(sizes, [p[1] for p in points], marker="o", label=name)
+        if metric == "latency":
+            ax.plot(sizes, [p[2] for p in points], "--", color=line.get_color())
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    if metric != "recall_at_k_vs_exact":
+        ax.set_yscale("log")
     ax.set_xlabel("token rows in the collection (log scale)")
-    ax.set_ylabel("p50 latency per query (ms, log scale)")
+    ax.set_ylabel(label)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

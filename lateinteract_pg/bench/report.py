@@ -59,10 +59,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['server'].get('shared_buffers')}, processes' PSS "
         f"{r['server'].get('memory_pss_mb', '?')} MB",
     ]
-    if not ingest.get("reused"):
+    if "hnsw_build_s" in ingest:
         lines.append(
-            f"ingest: COPY {ingest['copy_rows_per_s']} rows/s, "
-            f"HNSW build {ingest['hnsw_build_s']} s"
+            f"ingest{' (by the run that built the kept collection)' if ingest['reused'] else ''}"
+            f": COPY {ingest['copy_rows_per_s']} rows/s, HNSW build {ingest['hnsw_build_s']} s"
         )
     if r.get("storage_options"):
         lines += [
@@ -158,6 +158,15 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{row['system']} ran the first {row['queries']} queries; exact MaxSim on those: "
                 f"nDCG@10 {same['ndcg_at_10']}, MRR@10 {same['mrr_at_10']}"
             )
+    if r.get("cold"):
+        c = r["cold"]
+        lines.append(
+            f"After emptying {' and '.join(c['emptied']) or 'no cache'}: p50 {c['cold_ms']['p50']} "
+            f"ms, p95 {c['cold_ms']['p95']} ms over the first {c['queries']} queries; warm "
+            f"again: p50 {c['warm_ms']['p50']} ms, p95 {c['warm_ms']['p95']} ms"
+        )
+    if r["peers"].get("voyager"):
+        lines.append(f"Voyager: {r['peers']['voyager']}")
     if r["peers"].get("fast_plaid"):
         lines.append(f"fast-plaid: {r['peers']['fast_plaid']}")
     return "\n".join(lines) + "\n"

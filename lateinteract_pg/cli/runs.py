@@ -84,6 +84,11 @@ def bench_options(command: F) -> F:
                 show_default=True,
                 help="seconds per client count in the QPS measurement",
             ),
+            click.option(
+                "--maintenance-work-mem",
+                default=None,
+                help="for our index builds, e.g. 8GB (default: the server's setting)",
+            ),
         ]
     ):
         command = option(command)
@@ -130,6 +135,12 @@ def bench_options(command: F) -> F:
     default="",
     help="also measure copies of the token rows hashed by document into these numbers of "
     "partitions, e.g. 2,4 (first 100 queries)",
+)
+@click.option(
+    "--cold",
+    is_flag=True,
+    help="also time the first 100 queries right after emptying shared_buffers and, for a "
+    "server on this machine run as root, the page cache",
 )
 @click.option("--quick", is_flag=True, help="5 queries, 1 s per QPS step: checks the bench runs")
 def bench(
@@ -192,22 +203,39 @@ def load(
 
 
 @click.command()
-@click.argument("data_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @bench_options
 @click.option(
     "--sizes",
-    default="1000",
+    default="1000000,3000000,10000000",
     show_default=True,
-    help="comma-separated document counts of scifact to measure before all of it",
+    help="comma-separated token-row counts: the run measures the first documents holding "
+    "each, up to the whole collection",
 )
-def scaling(data_root: Path, sizes: str, **options: Any) -> None:
-    """The bench at growing sizes: the first N documents of DATA_ROOT/scifact, all of it,
-    then every collection under DATA_ROOT merged; writes scaling.json, .md and .png."""
+@click.option(
+    "--voyager-max-tokens",
+    type=click.IntRange(1),
+    default=4_000_000,
+    show_default=True,
+    help="build Voyager's in-memory index only for sizes up to this many token rows",
+)
+@click.option("--keep/--no-keep", default=True, help="keep each size's collection for reruns")
+def scaling(data_dir: Path, sizes: str, **options: Any) -> None:
+    """The bench at growing sizes: the first documents of DATA_DIR's collection (or of every
+    collection under DATA_DIR, merged) holding each number of token rows, e.g. of the
+    corpus that `lateinteract-pg corpus` writes; writes scaling.json, .md and one PNG per
+    figure (latency, recall, build time, bytes per token against token rows)."""
     from ..bench import BenchConfig, run_scaling
 
-    counts = [int(x) for x in sizes.split(",") if x.strip()]
-    config = BenchConfig(data_dir=data_root, **options)
-    run_scaling(data_root, config, counts, echo=click.echo)
+    try:
+        counts = [int(x.replace("_", "")) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        message = f"not a list of token-row counts: {sizes!r}"
+        raise click.BadParameter(message, param_hint="--sizes") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter("give at least one count, each >= 1", param_hint="--sizes")
+    config = BenchConfig(data_dir=data_dir, **options)
+    run_scaling(data_dir, config, counts, echo=click.echo)
 
 
 @click.command()

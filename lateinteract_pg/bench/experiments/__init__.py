@@ -1,7 +1,8 @@
 """The bench's optional measurements, one module each, run by :func:`run_bench` when its
 flag is given: ``--storage-options``, ``--tiers``, ``--filters``, ``--hybrid`` and
-``--hash-partitions``."""
+``--hash-partitions`` and ``--cold``."""
 
+from .cold import measure_cold
 from .filters import measure_filters
 from .hybrid import measure_hybrid
 from .partitions import measure_hash_partitions
@@ -9,6 +10,7 @@ from .storage_options import measure_storage_options
 from .tiers import measure_tiers
 
 __all__ = [
+    "measure_cold",
     "measure_filters",
     "measure_hash_partitions",
     "measure_hybrid",

@@ -28,6 +28,7 @@ __all__ = [
     "CollectionSpec",
     "Sizes",
     "SpecField",
+    "creation_options",
     "dense_index_sql",
     "full_text_index_sql",
     "preset_options",
@@ -36,26 +37,43 @@ __all__ = [
 
 T = TypeVar("T")
 
-# what a collection's storage options are when its creator does not say
+# what a collection's storage options are when its creator does not say (index pooling
+# only where the rescoring layout is unpooled float16: see creation_options)
 DEFAULT_OPTIONS: dict[str, Any] = {
     "candidate_index": "halfvec",
     "pool_factor": 1,
     "rescore_storage": "float16",
     "text_search_config": "english",
-    "index_pool_factor": 1,
+    "index_pool_factor": 3,
 }
 
 # Named storage options, store.collection(name, dim, storage=...): each sets the options it
 # names, the rest keep their defaults; chosen from the measurements of docs/benchmarks.md
 # ("Choosing a storage option").
 STORAGE_PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
     # token rows (and the HNSW index) pooled by 3, every vector kept for re-scoring: at 128
-    # dims 591 bytes a token against the default's 2,100, recall@10 0.968 against 0.945
+    # dims 591 bytes a token against 1,215 unpooled, recall@10 0.968 against 0.945; at 384
+    # dims 1,519 against 2,880, recall 0.996 against 0.994
+    "default": {},
     "balanced": {"index_pool_factor": 3},
-    # pooled by 4: 513 bytes a token, recall@10 0.958
+    # pooled by 4: 513 bytes a token at 128 dims, recall@10 0.958
     "compact": {"index_pool_factor": 4},
+    # a token row for every vector (the layout before index pooling became the default)
+    "unpooled": {"index_pool_factor": 1},
 }
+
+
+def creation_options(asked: dict[str, Any]) -> dict[str, Any]:
+    """Every storage option of a new collection: those ``asked`` for, the defaults for the
+    rest. Index pooling keeps every vector as float16 in the document rows, so where
+    ``pool_factor`` > 1 or int8 re-scoring is asked for, ``index_pool_factor`` defaults to 1.
+    """
+    options = {**DEFAULT_OPTIONS, **asked}
+    if "index_pool_factor" not in asked and (
+        options["pool_factor"] != 1 or options["rescore_storage"] != "float16"
+    ):
+        options["index_pool_factor"] = 1
+    return options
 
 
 def preset_options(storage: Any) -> dict[str, Any]:

@@ -13,11 +13,16 @@ import numpy as np
 
 from .validation import Batch
 
-__all__ = ["dense_vectors", "pool_batch", "pool_tokens"]
+__all__ = ["dense_vectors", "pool_batch", "pool_tokens", "pooled_length"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def pooled_length(n: int, pool_factor: int) -> int:
+    """How many vectors pooling ``n`` tokens by ``pool_factor`` keeps."""
+    return min(n, max(1, n // pool_factor))
 
 
 def pool_tokens(tokens: np.ndarray, pool_factor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +38,7 @@ def pool_tokens(tokens: np.ndarray, pool_factor: int) -> tuple[np.ndarray, np.nd
     """
     x = np.asarray(tokens, dtype=np.float32)
     n = len(x)
-    target = max(1, n // pool_factor)
+    target = pooled_length(n, pool_factor)
     if pool_factor <= 1 or n <= target:
         return _unit(x), np.arange(n)
     sums = x.copy()

@@ -12,8 +12,8 @@ from psycopg.types.json import Jsonb
 from . import migrate
 from .catalog import (
     COLUMNS,
-    DEFAULT_OPTIONS,
     CollectionSpec,
+    creation_options,
     dense_index_sql,
     full_text_index_sql,
     preset_options,
@@ -112,12 +112,13 @@ class Store(Session):
         - ``text_search_config``: the PostgreSQL text search configuration of the documents'
           full text, for hybrid search (default ``"english"``; ``"simple"`` does no stemming).
         - ``index_pool_factor``: pool the token rows (and the HNSW index over them) by this
-          factor while every vector is kept once in its document's row (default 1: token
-          rows hold every vector). Scores stay exact MaxSim against every vector; storage
+          factor while every vector is kept once in its document's row (default 3; 1
+          where ``pool_factor`` > 1 or ``rescore_storage="int8"`` is asked for: token rows
+          hold every vector). Scores stay exact MaxSim against every vector; storage
           shrinks; stage 1 finds candidates through the pooled vectors.
         - ``storage``: a named set of the options above (``"default"``, ``"balanced"``,
-          ``"compact"``: :data:`~lateinteract_pg.catalog.STORAGE_PRESETS`); options given
-          by name override it.
+          ``"compact"``, ``"unpooled"``: :data:`~lateinteract_pg.catalog.STORAGE_PRESETS`);
+          options given by name override it.
 
         Opening an existing collection with a different ``dim`` or option raises
         CollectionMismatch.
@@ -139,7 +140,7 @@ class Store(Session):
             **({} if storage is None else preset_options(storage)),
             **{n: v for n, v in given.items() if v is not None},
         }
-        options = {**DEFAULT_OPTIONS, **asked}
+        options = creation_options(asked)
         check_candidate_index(options["candidate_index"])
         check_storage(options)
         row = self._fetch_collection(name)

@@ -145,21 +145,23 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     ingest = saved["ingest"]
     assert ingest["reused"] is False and ingest["token_rows"] == saved["token_rows"]
     assert ingest["copy_rows_per_s"] > 0
-    # the token rows and the packed matrices each hold every token as float16
+    # token rows pooled by 3 (a third of the float16 vectors) and every vector once
     per_token = saved["storage"]["bytes_per_token"]
-    assert per_token["token_heap"] > 2 * 384 and per_token["total"] > 4 * 384
+    assert 2 * 384 / 3 < per_token["token_heap"] < 2 * 384 / 2
+    assert per_token["rescoring"] > 2 * 384 and per_token["total"] > 2 * 384 * 4 / 3
     assert saved["encoding_ms"]["p50"] > 0 and saved["server"]["version"]
 
     options = {o["option"]: o for o in saved["storage_options"]}
+    defaults = "token rows pooled by 3, every vector re-scored (defaults)"
     assert list(options) == [
-        "halfvec index, float16 matrices (defaults)",
+        defaults,
         "query-token clustering",
-        "stage 2 from token rows",
+        "token rows unpooled",
         "binary candidate index",
         "int8 matrices",
         "pool factor 2",
         "pool factor 3",
-        *(f"token rows pooled by {p}, every vector re-scored" for p in (2, 3, 4, 6)),
+        *(f"token rows pooled by {p}, every vector re-scored" for p in (2, 4, 6)),
     ]
 
     def option_bytes(option: str, part: str = "total") -> float:
@@ -168,36 +170,33 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     def runs(option: str) -> list[dict]:
         return options[option]["runs"]
 
-    defaults = "halfvec index, float16 matrices (defaults)"
+    unpooled = "token rows unpooled"
+    assert 2 * 384 < option_bytes(unpooled, "token_heap") < 3 * 384
     assert (
         0
         < option_bytes("binary candidate index", "candidate_index")
         < option_bytes(defaults, "candidate_index")
     )
-    assert option_bytes("int8 matrices", "rescoring") < 0.6 * option_bytes(defaults, "rescoring")
+    assert option_bytes("int8 matrices", "rescoring") < 0.6 * option_bytes(unpooled, "rescoring")
     assert (
-        option_bytes("pool factor 3") < option_bytes("pool factor 2") < 0.7 * option_bytes(defaults)
+        option_bytes("pool factor 3") < option_bytes("pool factor 2") < 0.7 * option_bytes(unpooled)
     )
-    index_pooled = [
-        option_bytes(f"token rows pooled by {p}, every vector re-scored", "token_heap")
-        + option_bytes(f"token rows pooled by {p}, every vector re-scored", "candidate_index")
-        for p in (2, 3, 4, 6)
-    ]
+    by_factor = {p: f"token rows pooled by {p}, every vector re-scored" for p in (2, 4, 6)}
+    layouts = [unpooled, by_factor[2], defaults, by_factor[4], by_factor[6]]  # pooled by 1..6
+    index_pooled = [option_bytes(o, "token_heap") + option_bytes(o, "candidate_index")
+                    for o in layouts]  # fmt: skip
     assert index_pooled == sorted(index_pooled, reverse=True)
-    compact = "token rows pooled by 4, every vector re-scored"
-    assert option_bytes(compact) < 0.7 * option_bytes(defaults)
+    assert option_bytes(defaults) < 0.7 * option_bytes(unpooled)
     # every vector is kept once, as halfvec[]: 8 bytes more per vector than the matrix
-    assert option_bytes("token rows pooled by 4, every vector re-scored", "rescoring") == (
-        pytest.approx(option_bytes(defaults, "rescoring"), rel=0.05)
+    assert option_bytes(by_factor[4], "rescoring") == (
+        pytest.approx(option_bytes(unpooled, "rescoring"), rel=0.05)
     )
     assert len(runs("binary candidate index")) == 2
     for option in options:
         assert all(0 < r["recall_at_k_vs_exact"] <= 1 and r["queries"] == 5 for r in runs(option))
     # the same vectors from token rows: the same results
-    assert (
-        runs("stage 2 from token rows")[0]["recall_at_k_vs_exact"]
-        == (runs(defaults)[0]["recall_at_k_vs_exact"])
-    )
+    assert runs(unpooled)[1]["settings"] == {"rescore_from": "tokens"}
+    assert runs(unpooled)[1]["recall_at_k_vs_exact"] == runs(unpooled)[0]["recall_at_k_vs_exact"]
     probes = [runs(defaults)[0]["probes_mean"]] + [
         r["probes_mean"] for r in runs("query-token clustering")
     ]

@@ -27,19 +27,23 @@ def index_definition(coll: lip.Collection) -> str | None:
 
 
 def stage1_plan(coll: lip.Collection, query: np.ndarray) -> str:
-    """EXPLAIN of the statement the Python path runs for stage 1."""
+    """EXPLAIN of the statement the Python path runs for stage 1, with sequential and bitmap
+    scans off: the index it can walk, also where a small table's pooled rows make a scan and
+    a sort cheaper."""
     statement = candidates.candidate_sql(
         coll.store.table("tokens"), coll.id, coll.dim, "zero", coll.candidate_index
     )
-    rows = coll.conn.execute(
-        sql.SQL("EXPLAIN ") + statement,
-        {
-            "probes": [HalfVector(v) for v in query],
-            "weights": [1.0] * len(query),
-            "per_token": 50,
-            "depth": 20,
-        },
-    ).fetchall()
+    with coll.conn.transaction():
+        coll.conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        rows = coll.conn.execute(
+            sql.SQL("EXPLAIN ") + statement,
+            {
+                "probes": [HalfVector(v) for v in query],
+                "weights": [1.0] * len(query),
+                "per_token": 50,
+                "depth": 20,
+            },
+        ).fetchall()
     return "\n".join(r[0] for r in rows)
 
 
@@ -138,9 +142,10 @@ def test_empty_binary_collection_builds_its_index_on_the_first_load(store: lip.S
 def test_downgrade_to_0002_drops_binary_indexes(pg_dsn: str, schema_name: str) -> None:
     try:
         with lip.connect(pg_dsn, schema=schema_name) as store:
-            store.collection("b", dim=DIM, candidate_index="binary").add_embeddings(
-                ["x", "y"], unit_docs(2)
-            )
+            # unpooled: revisions before 0008 have no pooled token rows
+            store.collection(
+                "b", dim=DIM, candidate_index="binary", storage="unpooled"
+            ).add_embeddings(["x", "y"], unit_docs(2))
         assert migrate.upgrade(pg_dsn, schema_name, "0002") == "0002"
         with psycopg.connect(pg_dsn) as conn:
             left = conn.execute(

@@ -41,7 +41,7 @@ def test_stage1_scores_equal_the_reference(store: lip.Store, imputation: str) ->
     rng = np.random.default_rng(11)
     docs = [rng.standard_normal((int(rng.integers(2, 12)), DIM)) for _ in range(60)]
     docs = [(d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32) for d in docs]
-    coll = store.collection("stage1", dim=DIM)
+    coll = store.collection("stage1", dim=DIM, storage="unpooled")  # a token row per vector
     coll.add_embeddings([f"d{j}" for j in range(len(docs))], docs)
     # without the HNSW index the probes are exact scans: the reference's nearest tokens
     store.conn.execute(sql.SQL("DROP INDEX {}").format(coll.spec.token_index))
@@ -59,7 +59,11 @@ def test_stage1_scores_equal_the_reference(store: lip.Store, imputation: str) ->
     probes, weights = candidates.merge_query_tokens(query, 0.99)
     assert weights.max() == 2
     statement = candidates.candidate_sql(
-        coll.spec.tokens, coll.id, DIM, imputation, coll.candidate_index  # type: ignore[arg-type]
+        coll.spec.tokens,
+        coll.id,
+        DIM,
+        imputation,
+        coll.candidate_index,  # type: ignore[arg-type]
     )
     ids, scores = candidates.stage1(store.conn, statement, probes, weights, PER_TOKEN, 100)
     expected = reference(probes, weights, docs, imputation)
@@ -75,7 +79,7 @@ def test_kth_imputation_searches_return_exact_scores(store: lip.Store) -> None:
     rng = np.random.default_rng(5)
     docs = [rng.standard_normal((8, DIM)).astype(np.float32) for _ in range(300)]
     docs = [d / np.linalg.norm(d, axis=1, keepdims=True) for d in docs]
-    coll = store.collection("kth", dim=DIM)
+    coll = store.collection("kth", dim=DIM, storage="unpooled")
     coll.add_embeddings([f"d{j}" for j in range(len(docs))], docs)
     query = docs[7][:3] + 0.05
     hits = coll.search_embeddings(query, k=5, plan="index", imputation="kth")

@@ -39,7 +39,8 @@ def deployment(superuser_dsn: str, database: str) -> Iterator[dict[str, str]]:
     reader = make_role(superuser_dsn, database, "CONNECT")
     schema = "search"
     store = lip.connect(owner, schema=schema)
-    coll = store.collection("papers", dim=DIM)
+    # unpooled, as a deployment from before index pooling: one test downgrades it to 0004
+    coll = store.collection("papers", dim=DIM, storage="unpooled")
     docs = unit_docs(300, seed=1)
     coll.add_embeddings([f"d{i}" for i in range(300)], docs, texts=[f"t{i}" for i in range(300)])
     store.close()

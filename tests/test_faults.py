@@ -122,10 +122,11 @@ def check_intact(dsn: str, schema: str, committed: list[int], in_flight: list[in
         documents, tokens = store.table("documents"), store.table(f"tokens_{coll.id}")
         half = conn.execute(
             psycopg.sql.SQL(
-                "SELECT count(*) FROM {d} AS d WHERE d.collection_id = %s AND d.n_tokens <> "
-                "(SELECT count(*) FROM {t} AS t WHERE t.doc_id = d.id)"
+                "SELECT count(*) FROM {d} AS d WHERE d.collection_id = %s "
+                "AND least(d.n_tokens, greatest(1, d.n_tokens / %s)) "  # pooled_length
+                "<> (SELECT count(*) FROM {t} AS t WHERE t.doc_id = d.id)"
             ).format(d=documents, t=tokens),
-            (coll.id,),
+            (coll.id, coll.spec.index_pool_factor),
         ).fetchone()
         orphans = conn.execute(
             psycopg.sql.SQL(

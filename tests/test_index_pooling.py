@@ -5,6 +5,8 @@ migration's downgrade. Recall on real vectors: tests/test_search_real.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from pgvector import HalfVector
@@ -199,7 +201,7 @@ def test_bad_storage_options_are_refused_and_change_nothing(
         with pytest.raises(lip.InvalidInput):
             store.collection("other", dim=DIM, **bad)  # type: ignore[arg-type]
     with pytest.raises(lip.CollectionMismatch, match="index_pool_factor"):
-        store.collection("pooled", dim=DIM, storage="default")
+        store.collection("pooled", dim=DIM, storage="unpooled")
     with pytest.raises(lip.CollectionMismatch, match="index_pool_factor=3"):
         store.collection("pooled", dim=DIM, index_pool_factor=2)
     with pytest.raises(lip.InvalidInput, match="pooled"):
@@ -208,12 +210,19 @@ def test_bad_storage_options_are_refused_and_change_nothing(
     assert store.collection("pooled", dim=DIM, index_pool_factor=3).name == "pooled"
 
 
-def test_presets(store: lip.Store) -> None:
+def test_presets_and_the_default_layout(store: lip.Store) -> None:
     compact = store.collection("c", dim=DIM, storage="compact")
     balanced = store.collection("b", dim=DIM, storage="balanced")
     default = store.collection("d", dim=DIM, storage="default")
+    unpooled = store.collection("u", dim=DIM, storage="unpooled")
     assert compact.spec.index_pool_factor > balanced.spec.index_pool_factor > 1
-    assert default.spec.index_pool_factor == 1
+    assert default.spec == replace(balanced.spec, id=default.id, name="d")
+    assert store.collection("n", dim=DIM).spec.index_pool_factor == 3  # nothing asked
+    assert unpooled.spec.index_pool_factor == 1 and unpooled.spec.matrix_layout == "float16"
+    # index pooling keeps float16 vectors: asking for int8 or pooled vectors unpools the rows
+    int8 = store.collection("i", dim=DIM, rescore_storage="int8")
+    assert (int8.spec.index_pool_factor, int8.spec.matrix_layout) == (1, "int8")
+    assert store.collection("p", dim=DIM, pool_factor=2).spec.index_pool_factor == 1
     # a named option overrides the preset
     mixed = store.collection("m", dim=DIM, storage="compact", index_pool_factor=2)
     assert mixed.spec.index_pool_factor == 2
@@ -229,7 +238,7 @@ def test_downgrade_is_refused_while_a_collection_pools_its_rows(
     assert migrate.current_revision(store.conn, store.schema) == migrate.HEAD
     assert snapshot(store) == before
     store.drop_collection("pooled")
-    store.collection("plain", dim=DIM).add_embeddings(IDS[:3], DOCS[:3])
+    store.collection("plain", dim=DIM, storage="unpooled").add_embeddings(IDS[:3], DOCS[:3])
     assert migrate.upgrade(pg_dsn, store.schema, "0007") == "0007"
     assert migrate.upgrade(pg_dsn, store.schema) == migrate.HEAD
     assert store.collection("plain", dim=DIM).search_embeddings(DOCS[1], k=1)[0].id == IDS[1]

@@ -302,7 +302,9 @@ def test_functions_migration_up_and_down(pg_dsn: str, schema_name: str) -> None:
         # query_collection, search, maxsim, explain, search_dense, search_hybrid and their helpers
         assert installed() == (set(sql_functions.source_names()), True)
         with lip.connect(pg_dsn, schema=schema_name) as store:
-            store.collection("kept", dim=DIM).add_embeddings(["a"], unit_docs(1))
+            store.collection("kept", dim=DIM, storage="unpooled").add_embeddings(
+                ["a"], unit_docs(1)
+            )
         assert migrate.upgrade(pg_dsn, schema_name, "0001") == "0001"
         assert installed() == (set(), False)
         assert migrate.upgrade(pg_dsn, schema_name) == migrate.HEAD

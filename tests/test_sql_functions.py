@@ -213,7 +213,9 @@ def test_downgrade_to_each_revision_and_back(pg_dsn: str, schemas: list[str]) ->
     schema, reference = schemas
     docs = unit_docs(5, seed=31)
     with lip.connect(pg_dsn, schema=schema) as store:
-        store.collection("kept", dim=DIM).add_embeddings([f"d{i}" for i in range(5)], docs)
+        store.collection("kept", dim=DIM, storage="unpooled").add_embeddings(
+            [f"d{i}" for i in range(5)], docs
+        )
     head = functions(pg_dsn, schema)
     expected = _search(pg_dsn, schema, docs[2][:2])
     assert expected[0] == "d2"

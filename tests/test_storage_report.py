@@ -14,7 +14,7 @@ def _filled(store: lip.Store, name: str, n: int, seed: int, **options: object) -
 
 
 def test_parts_add_up_and_rescoring_is_the_matrices(store: lip.Store) -> None:
-    coll = _filled(store, "parts", 60, seed=1)
+    coll = _filled(store, "parts", 60, seed=1, storage="unpooled")
     report = coll.storage()
     n_tokens = store.conn.execute(
         "SELECT n_tokens FROM collections WHERE name = 'parts'"

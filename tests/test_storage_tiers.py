@@ -51,7 +51,7 @@ def test_pooled_collection_stores_fewer_tokens_and_finds_its_documents(store: li
 
 def test_int8_matrices_score_within_half_a_percent(store: lip.Store) -> None:
     ids, docs = _documents(60, seed=2)
-    exact = store.collection("f16", dim=DIM)
+    exact = store.collection("f16", dim=DIM, storage="unpooled")  # float16 matrices
     small = store.collection("i8", dim=DIM, rescore_storage="int8")
     exact.add_embeddings(ids, docs)
     small.add_embeddings(ids, docs)
@@ -82,7 +82,7 @@ def test_int8_matrices_score_within_half_a_percent(store: lip.Store) -> None:
 
 def test_rescoring_from_token_rows_gives_the_same_results(store: lip.Store) -> None:
     ids, docs = _documents(50, seed=4)
-    coll = store.collection("rows", dim=DIM)
+    coll = store.collection("rows", dim=DIM, storage="unpooled")  # a token row per vector
     coll.add_embeddings(ids, docs)
     rng = np.random.default_rng(5)
     for _ in range(5):
@@ -148,7 +148,7 @@ def test_migration_0004_backfills_dense_vectors_and_refuses_to_lose_int8(
     pg_dsn: str, store: lip.Store
 ) -> None:
     ids, docs = _documents(30, seed=8)
-    coll = store.collection("kept", dim=DIM)
+    coll = store.collection("kept", dim=DIM, storage="unpooled")  # 0003 cannot hold pooled rows
     coll.add_embeddings(ids, docs)
     query = unit(np.random.default_rng(9).standard_normal((4, DIM))).astype(np.float32)
     before = [(h.id, round(h.score, 3)) for h in coll.search_embeddings(query, tier="dense")]

@@ -10,7 +10,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ..catalog import read_sizes
+from ..catalog import creation_options, read_sizes
 from ..collection import Collection
 from ..store import Store
 from ..types import Document
@@ -37,7 +37,8 @@ def ingest(
     n_tokens = len(enc.doc_tokens)
     if keep and name in store:
         coll = store.collection(name)
-        same = all(getattr(coll, option) == value for option, value in options.items())
+        wanted = creation_options(options)  # what creating it now would give
+        same = all(getattr(coll.spec, option) == value for option, value in wanted.items())
         has_texts = texts is None or (coll.get(enc.doc_ids[0]) or Document("", None)).text
         # the same vectors: the same width and, unpooled, the same number of them
         stored = read_sizes(coll.conn, coll.spec).n_tokens

@@ -27,6 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import InvalidInput
 from ..pool import open_pool, pooled_store
+from ..pooling import pooled_length
 from ..store import Store, connect
 from .config import BENCH_SCHEMA, BenchConfig
 from .datasets import load_beir
@@ -253,22 +254,23 @@ def _check_writes(
     found = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
     lost = [i for i, s in expected.items() if s is not None and i not in found]
     resurrected = [i for i, s in expected.items() if s is None and i in found]
-    pooled = coll.pool_factor > 1  # then a document keeps fewer token rows than written
+    pooled = coll.pool_factor > 1  # then a document keeps fewer vectors than written
+    per_row = coll.spec.index_pool_factor  # its token rows pool its vectors by this
 
     def intact(doc_id: str, written: tuple[int, int]) -> bool:
         n_tokens, source, rows = found[doc_id]
-        return source == written[1] and rows == n_tokens and (pooled or n_tokens == written[0])
+        return (
+            source == written[1]
+            and rows == pooled_length(n_tokens, per_row)
+            and (pooled or n_tokens == written[0])
+        )
 
     wrong = [i for i, s in expected.items() if s is not None and i in found and not intact(i, s)]
     counters = store.conn.execute(
         sql.SQL(
-            "SELECT c.n_documents = (SELECT count(*) FROM {d} WHERE collection_id = c.id) "
-            "AND c.n_tokens = (SELECT count(*) FROM {t}) FROM {c} AS c WHERE c.id = %s"
-        ).format(
-            d=store.table("documents"),
-            t=store.table(f"tokens_{coll.id}"),
-            c=store.table("collections"),
-        ),
+            "SELECT (c.n_documents, c.n_tokens) = (SELECT count(*), coalesce(sum(n_tokens), 0) "
+            "FROM {d} WHERE collection_id = c.id) FROM {c} AS c WHERE c.id = %s"
+        ).format(d=store.table("documents"), c=store.table("collections")),
         (coll.id,),
     ).fetchone()
     alive = sorted(i for i, s in expected.items() if s is not None)

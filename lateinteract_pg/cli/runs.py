@@ -106,9 +106,9 @@ def bench_options(command: F) -> F:
 @click.option(
     "--storage-options",
     is_flag=True,
-    help="also measure the storage options (query-token clustering, stage 2 from token rows, "
-    "and on copies of the collection: binary candidate index, int8 matrices, pool factor 2, 3, "
-    "token rows pooled by 2, 3, 4, 6)",
+    help="also measure the storage options (query-token clustering, and on copies of the "
+    "collection: token rows unpooled, also with stage 2 from token rows, binary candidate "
+    "index, int8 matrices, pool factor 2, 3, token rows pooled by 2, 4, 6)",
 )
 @click.option(
     "--tiers", is_flag=True, help="also measure the dense and rerank tiers (first 100 queries)"

@@ -141,6 +141,10 @@ def stage1(
             **(params or {}),
         },
         binary=True,
+        # planned for its k' every time, as SQL search_candidates() plans it: a prepared
+        # statement's generic plan may pick another scan than the index for a small
+        # partition, and the two paths would return different candidates
+        prepare=False,
     ).fetchall()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     scores = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))

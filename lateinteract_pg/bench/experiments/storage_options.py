@@ -41,9 +41,11 @@ def measure_storage_options(
     queries, truth, qrels, numpy_ms = first
     numpy_p50 = statistics.median(numpy_ms)
     options: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
-        ("halfvec index, float16 matrices (defaults)", {}, [{}]),
+        ("token rows pooled by 3, every vector re-scored (defaults)", {}, POOLED_SWEEP),
         ("query-token clustering", {}, [{"merge_threshold": t} for t in MERGE_THRESHOLDS]),
-        ("stage 2 from token rows", {}, [{"rescore_from": "tokens"}]),
+        # a token row per vector; its second setting re-scores from the token rows
+        ("token rows unpooled", {"index_pool_factor": 1},
+         [{}, {"rescore_from": "tokens"}, POOLED_SWEEP[1]]),
         ("binary candidate index", {"candidate_index": "binary"}, config.binary_settings),
         ("int8 matrices", {"rescore_storage": "int8"}, [{}]),
         ("pool factor 2", {"pool_factor": 2}, POOLED_SWEEP),

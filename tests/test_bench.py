@@ -137,6 +137,9 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     assert pylate["settings"]["ef_search"] == 200 and voyager["settings"]["per_token"] == 100
     assert pylate["recall_at_k_vs_exact"] >= voyager["recall_at_k_vs_exact"] - 0.05
     assert 0 < sql_only["recall_at_k_vs_exact"] <= 1.0 and sql_only["queries"] == 5
+    # the recipe over a token row per vector (an unpooled copy), not our pooled rows
+    assert sql_only["arrays_bytes_per_token"] > 2 * 384
+    assert sql_only["bytes_per_token"] > sql_only["arrays_bytes_per_token"]
     assert [q["clients"] for q in saved["qps"]] == [1, 2, 4]
     assert all(q["qps"] > 0 and q["queries"] > 0 for q in saved["qps"])
     ours_sweep = [row for row in saved["sweep"] if row["system"] == "lateinteract_pg"]
@@ -346,7 +349,7 @@ def test_scaling_run_on_prefixes_of_adi(
         max_queries=4,
         cache_dir=tmp_path / "cache",
         qps_seconds=0.3,
-        voyager_max_tokens=3000,
+        peer_max_tokens=3000,
         recall_at_100=False,
     )
     report = run_scaling(data_dir / "adi", config, sizes=(2000, 10**6), echo=lambda _: None)
@@ -361,9 +364,10 @@ def test_scaling_run_on_prefixes_of_adi(
     assert small["bytes_per_token"] > 256  # 128-d float16 vectors alone take 256
     numpy_row = rows["adi", "exhaustive numpy MaxSim"]
     assert numpy_row["recall_at_k_vs_exact"] == 1.0 and numpy_row["bytes_per_token"] == 4 * 384
-    # Voyager below its cap only; the other peers at every size
-    assert ("adi-2k", "voyager (in-memory per-token HNSW)") in rows
-    assert not any(c == "adi" and s.startswith("voyager") for c, s in rows)
+    # Voyager and SQL-only below their cap only; MUVERA at every size
+    sql_only = "SQL only (pgvector-python ColBERT example)"
+    assert ("adi-2k", "voyager (in-memory per-token HNSW)") in rows and ("adi-2k", sql_only) in rows
+    assert not any(c == "adi" and s.startswith(("voyager", "SQL only")) for c, s in rows)
     assert report["sizes"][1]["voyager"].startswith("not run")
     assert ("adi", "MUVERA FDE (document-level, exact re-scoring)") in rows
     with psycopg.connect(pg_dsn) as conn:  # what this server lets the bench empty

@@ -110,7 +110,7 @@ class BenchConfig:
     hybrid: bool = False  # also measure hybrid (late + full text) against late alone
     hash_partitions: tuple[int, ...] = ()  # also measure copies of the token table hashed N ways
     maintenance_work_mem: str | None = None  # for the index builds; None: the server's
-    voyager_max_tokens: int | None = None  # Voyager is left out of larger collections
+    peer_max_tokens: int | None = None  # Voyager and SQL-only are left out of larger ones
     cold: bool = False  # also measure the first pass after the caches were emptied
 
 

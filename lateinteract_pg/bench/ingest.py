@@ -85,13 +85,14 @@ def _remember(store: Store, name: str, figures: dict[str, Any]) -> None:
 
 def _remembered(store: Store, name: str) -> dict[str, Any]:
     """The ingest figures of the run that built ``name`` ({} when none were kept)."""
+    table = store.table(INGESTS)
     found = store.conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", (f"{store.schema}.{INGESTS}",)
+        "SELECT to_regclass(%s) IS NOT NULL", (table.as_string(store.conn),)
     ).fetchone()
     if not found or not found[0]:
         return {}
     row = store.conn.execute(
-        sql.SQL("SELECT figures FROM {} WHERE collection = %s").format(store.table(INGESTS)),
+        sql.SQL("SELECT figures FROM {} WHERE collection = %s").format(table),
         (name,),
     ).fetchone()
     return dict(row[0]) if row else {}

@@ -46,6 +46,7 @@ from .config import (
     cache_dir,
 )
 from .encoding import Encoded
+from .ingest import ingest
 from .metrics import mrr_at, ndcg_at
 from .runs import Run, line, p50, summary, timed
 
@@ -238,6 +239,10 @@ class SqlOnlyPeer:
                 )
         return time.perf_counter() - started
 
+    def drop(self) -> None:
+        """Drop the arrays table."""
+        self.store.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.arrays))
+
     def bytes(self) -> int:
         row = self.store.conn.execute(
             "SELECT pg_total_relation_size(%s::regclass)", (self.arrays.as_string(self.store.conn),)
@@ -284,6 +289,61 @@ class SqlOnlyPeer:
         params.update(query=vectors, per_token=per_token, k=k)
         rows = self.store.conn.execute(self._statement(len(vectors)), params).fetchall()
         return [r[0] for r in rows]
+
+
+def _measure_sql_only(
+    config: BenchConfig,
+    store: Store,
+    coll: Collection,
+    enc: Encoded,
+    queries: list[np.ndarray],
+    truth: list[list[str]],
+    qrels: list[dict[str, int]],
+    brute: Run,
+    encode_ms: list[float],
+    echo: Callable[[str], None],
+) -> dict[str, list[dict[str, Any]]]:
+    """The SQL-only recipe on the first ``peer_queries``: over a token row per vector, as its
+    users keep them (an unpooled copy where the collection pools its token rows)."""
+    k = config.k
+    systems: list[dict[str, Any]] = []
+    sweep: list[dict[str, Any]] = []
+    target = coll
+    if coll.spec.index_pool_factor > 1:
+        target, _ = ingest(
+            store, f"{coll.name}-index-pool-factor-1", enc, echo, config.keep, index_pool_factor=1
+        )
+    subset = queries[: config.peer_queries]
+    echo(f"SQL only (pgvector-python's ColBERT example), first {len(subset)} queries ...")
+    sql_only = SqlOnlyPeer(store, target)
+    arrays_s = sql_only.build()
+    run = timed(partial(sql_only.search, k=k, per_token=SQL_ONLY_PER_TOKEN), subset)
+    run.name, run.settings = sql_only.name, {"per_token": SQL_ONLY_PER_TOKEN}
+    run.extra = {
+        "arrays_build_s": round(arrays_s, 1),
+        "arrays_bytes_per_token": round(sql_only.bytes() / len(enc.doc_tokens), 1),
+        # its token rows with their index, and the arrays
+        "bytes_per_token": round(
+            (target.storage().total + sql_only.bytes()) / len(enc.doc_tokens), 1
+        ),
+    }
+    n = len(subset)
+    run.extra["exact_on_same_queries"] = {
+        "ndcg_at_10": round(float(np.mean([ndcg_at(t, q) for t, q in zip(truth, qrels[:n])])), 4),
+        "mrr_at_10": round(float(np.mean([mrr_at(t, q) for t, q in zip(truth, qrels[:n])])), 4),
+    }
+    systems.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n), encode_ms[:n]))
+    echo(line(systems[-1]))
+    if config.sweep:
+        for per_token in SQL_ONLY_SWEEP:
+            run = timed(partial(sql_only.search, k=k, per_token=per_token), subset)
+            run.name, run.settings = sql_only.name, {"per_token": per_token}
+            sweep.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n)))
+            echo("  sweep " + line(sweep[-1]))
+    if target is not coll and not config.keep:
+        sql_only.drop()
+        store.drop_collection(target.name)
+    return {"systems": systems, "sweep": sweep}
 
 
 def _measure_voyager(
@@ -364,18 +424,18 @@ def measure_peers(
     k = config.k
     brute_p50 = p50(brute)
     systems, sweep = [], []
-    voyager_note = None
-    cap = config.voyager_max_tokens
-    if cap is None or len(enc.doc_tokens) <= cap:
+    n_tokens, cap = len(enc.doc_tokens), config.peer_max_tokens
+    too_large = None
+    if cap is not None and n_tokens > cap:
+        too_large = (
+            f"not run: {n_tokens:,} token rows, more than the {cap:,} this run builds Voyager's "
+            "in-memory index and the SQL-only recipe's token rows for"
+        )
+        echo("voyager and SQL only: " + too_large)
+    else:
         measured = _measure_voyager(config, enc, queries, truth, qrels, brute, encode_ms, echo)
         systems.extend(measured["systems"])
         sweep.extend(measured["sweep"])
-    else:
-        voyager_note = (
-            f"not run: {len(enc.doc_tokens):,} token rows, more than the {cap:,} this run "
-            "builds Voyager's in-memory index for"
-        )
-        echo("voyager: " + voyager_note)
 
     echo("MUVERA FDE: encoding every document ...")
     fde = FdePeer(enc.doc_tokens, enc.doc_offsets, enc.doc_ids)
@@ -403,33 +463,16 @@ def measure_peers(
             echo("  sweep " + line(sweep[-1]))
     del fde
 
-    subset = queries[: config.peer_queries]
-    echo(f"SQL only (pgvector-python's ColBERT example), first {len(subset)} queries ...")
-    sql_only = SqlOnlyPeer(store, coll)
-    arrays_s = sql_only.build()
-    run = timed(partial(sql_only.search, k=k, per_token=SQL_ONLY_PER_TOKEN), subset)
-    run.name, run.settings = sql_only.name, {"per_token": SQL_ONLY_PER_TOKEN}
-    run.extra = {
-        "arrays_build_s": round(arrays_s, 1),
-        "arrays_bytes_per_token": round(sql_only.bytes() / len(enc.doc_tokens), 1),
-    }
-    n = len(subset)
-    run.extra["exact_on_same_queries"] = {
-        "ndcg_at_10": round(float(np.mean([ndcg_at(t, q) for t, q in zip(truth, qrels[:n])])), 4),
-        "mrr_at_10": round(float(np.mean([mrr_at(t, q) for t, q in zip(truth, qrels[:n])])), 4),
-    }
-    systems.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n), encode_ms[:n]))
-    echo(line(systems[-1]))
-    if config.sweep:
-        for per_token in SQL_ONLY_SWEEP:
-            run = timed(partial(sql_only.search, k=k, per_token=per_token), subset)
-            run.name, run.settings = sql_only.name, {"per_token": per_token}
-            sweep.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n)))
-            echo("  sweep " + line(sweep[-1]))
+    if too_large is None:
+        measured = _measure_sql_only(
+            config, store, coll, enc, queries, truth, qrels, brute, encode_ms, echo
+        )
+        systems.extend(measured["systems"])
+        sweep.extend(measured["sweep"])
     return {
         "systems": systems,
         "sweep": sweep,
-        "voyager": voyager_note,
+        "voyager": too_large,
         "fast_plaid": (
             "not run: the fast-plaid wheel (1.7.0) requires torch==2.11.0 exactly; with this "
             "project's CPU torch 2.13.0 its compiled extension crashes (SIGSEGV) in "

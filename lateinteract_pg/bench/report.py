@@ -166,7 +166,7 @@ def markdown(r: dict[str, Any]) -> str:
             f"again: p50 {c['warm_ms']['p50']} ms, p95 {c['warm_ms']['p95']} ms"
         )
     if r["peers"].get("voyager"):
-        lines.append(f"Voyager: {r['peers']['voyager']}")
+        lines.append(f"Voyager and the SQL-only recipe: {r['peers']['voyager']}")
     if r["peers"].get("fast_plaid"):
         lines.append(f"fast-plaid: {r['peers']['fast_plaid']}")
     return "\n".join(lines) + "\n"

@@ -93,11 +93,13 @@ def _build_s(report: dict[str, Any], system: dict[str, Any]) -> float | None:
 
 
 def _bytes_per_token(report: dict[str, Any], system: dict[str, Any]) -> float | None:
-    """Ours (and the SQL-only recipe over our token rows): every byte on disk; Voyager: its
-    index file; MUVERA: its encodings and the float32 vectors it re-scores from; numpy: the
-    float32 vectors it scans."""
+    """Ours: every byte on disk; the SQL-only recipe: its token rows, index and arrays;
+    Voyager: its index file; MUVERA: its encodings and the float32 vectors it re-scores from;
+    numpy: the float32 vectors it scans."""
     dim = report["dim"]
-    if system["system"].startswith(("lateinteract", "SQL")):
+    if "bytes_per_token" in system:
+        return system["bytes_per_token"]
+    if system["system"].startswith("lateinteract"):
         return report["storage"]["bytes_per_token"]["total"]
     if "index_bytes_per_token" in system:
         return system["index_bytes_per_token"]

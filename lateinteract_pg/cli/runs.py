@@ -213,11 +213,12 @@ def load(
     "each, up to the whole collection",
 )
 @click.option(
-    "--voyager-max-tokens",
+    "--peer-max-tokens",
     type=click.IntRange(1),
     default=4_000_000,
     show_default=True,
-    help="build Voyager's in-memory index only for sizes up to this many token rows",
+    help="measure Voyager and the SQL-only recipe (each builds its own index over every "
+    "vector) only for sizes up to this many token rows",
 )
 @click.option("--keep/--no-keep", default=True, help="keep each size's collection for reruns")
 def scaling(data_dir: Path, sizes: str, **options: Any) -> None:

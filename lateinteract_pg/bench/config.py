@@ -36,7 +36,7 @@ DEFAULT_SWEEP: list[dict[str, int]] = [
     {"candidates_per_token": k, "ef_search": ef, "rescore_depth": n}
     for k, ef, n in [(40, 40, 50), (40, 40, 100), (64, 64, 100), (100, 100, 100),
                      (100, 100, 200), (100, 200, 200), (150, 150, 200), (150, 300, 200),
-                     (150, 150, 300), (200, 200, 300)]
+                     (150, 150, 300), (200, 200, 300), (200, 200, 400), (300, 300, 400)]
 ]  # fmt: skip
 VOYAGER_PER_TOKEN = 100  # the DESIGN recipe: top-100 document tokens per query token
 VOYAGER_SWEEP = [16, 32, 64]

@@ -69,12 +69,12 @@ def run_scaling(
     sizes: Sequence[int] = SIZES,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """The bench (no sweep; the SQL-only peer on at most 30 queries; cold and warm p50) on
+    """The bench (the SQL-only peer on at most 30 queries; cold and warm p50) on
     the first documents of ``data_dir``'s collection holding each of ``sizes`` token rows,
     up to the whole collection; encoded once. Writes scaling.json/.md and the PNGs."""
     data = load_collection(data_dir)
     enc = encode_collection(data, config, echo)
-    base = replace(config, sweep=False, cold=True, peer_queries=min(config.peer_queries, 30))
+    base = replace(config, cold=True, peer_queries=min(config.peer_queries, 30))
     runs = []
     for size in sorted(set(sizes)):
         part, part_enc = prefix(data, enc, size)

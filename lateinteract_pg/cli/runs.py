@@ -69,7 +69,11 @@ def bench_options(command: F) -> F:
                 "--queries", "max_queries", type=int, default=None, help="use the first N queries"
             ),
             click.option("--k", type=int, default=10, show_default=True),
-            click.option("--peers/--no-peers", default=True, help="measure Voyager and SQL-only"),
+            click.option(
+                "--peers/--no-peers",
+                default=True,
+                help="measure the peers (Voyager, MUVERA FDE, SQL-only)",
+            ),
             click.option(
                 "--peer-queries",
                 type=int,
@@ -221,6 +225,7 @@ def load(
     "vector) only for sizes up to this many token rows",
 )
 @click.option("--keep/--no-keep", default=True, help="keep each size's collection for reruns")
+@click.option("--sweep/--no-sweep", default=False, help="also sweep the tuning knobs at each size")
 def scaling(data_dir: Path, sizes: str, **options: Any) -> None:
     """The bench at growing sizes: the first documents of DATA_DIR's collection (or of every
     collection under DATA_DIR, merged) holding each number of token rows, e.g. of the

@@ -291,6 +291,29 @@ class SqlOnlyPeer:
         return [r[0] for r in rows]
 
 
+def _sweep(
+    search: Callable[..., list[str]],
+    name: str,
+    settings: list[dict[str, Any]],
+    k: int,
+    n: int,
+    queries: list[np.ndarray],
+    truth: list[list[str]],
+    qrels: list[dict[str, int]],
+    brute: Run,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """A peer's sweep: one row per setting (keyword arguments of ``search``), over the first
+    ``n`` queries."""
+    rows = []
+    for knobs in settings:
+        run = timed(partial(search, k=k, **knobs), queries[:n])
+        run.name, run.settings = name, knobs
+        rows.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n)))
+        echo("  sweep " + line(rows[-1]))
+    return rows
+
+
 def _measure_sql_only(
     config: BenchConfig,
     store: Store,
@@ -335,11 +358,9 @@ def _measure_sql_only(
     systems.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n), encode_ms[:n]))
     echo(line(systems[-1]))
     if config.sweep:
-        for per_token in SQL_ONLY_SWEEP:
-            run = timed(partial(sql_only.search, k=k, per_token=per_token), subset)
-            run.name, run.settings = sql_only.name, {"per_token": per_token}
-            sweep.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n)))
-            echo("  sweep " + line(sweep[-1]))
+        settings = [{"per_token": p} for p in SQL_ONLY_SWEEP]
+        sweep += _sweep(sql_only.search, sql_only.name, settings, k, n, queries, truth, qrels,
+                        brute, echo)  # fmt: skip
     if target is not coll and not config.keep:
         sql_only.drop()
         store.drop_collection(target.name)
@@ -396,12 +417,9 @@ def _measure_voyager(
     systems.append(summary(run, truth, qrels, k, brute_p50, encode_ms))
     echo(line(systems[-1]))
     if config.sweep:
-        m = config.sweep_queries
-        for per_token in VOYAGER_SWEEP:
-            run = timed(partial(voyager.search, k=k, per_token=per_token), queries[:m])
-            run.name, run.settings = voyager.name, {"per_token": per_token}
-            sweep.append(summary(run, truth[:m], qrels[:m], k, p50(brute, m)))
-            echo("  sweep " + line(sweep[-1]))
+        settings = [{"per_token": p} for p in VOYAGER_SWEEP]
+        sweep += _sweep(voyager.search, voyager.name, settings, k, config.sweep_queries,
+                        queries, truth, qrels, brute, echo)  # fmt: skip
     del voyager
     return {"systems": systems, "sweep": sweep}
 
@@ -455,12 +473,9 @@ def measure_peers(
     systems.append(summary(run, truth, qrels, k, brute_p50, encode_ms, deep))
     echo(line(systems[-1]))
     if config.sweep:
-        m = config.sweep_queries
-        for depth in FDE_SWEEP:
-            run = timed(partial(fde.search, k=k, rescore=depth), queries[:m])
-            run.name, run.settings = fde.name, {"rescore": depth}
-            sweep.append(summary(run, truth[:m], qrels[:m], k, p50(brute, m)))
-            echo("  sweep " + line(sweep[-1]))
+        settings = [{"rescore": depth} for depth in FDE_SWEEP]
+        sweep += _sweep(fde.search, fde.name, settings, k, config.sweep_queries, queries, truth,
+                        qrels, brute, echo)  # fmt: skip
     del fde
 
     if too_large is None:

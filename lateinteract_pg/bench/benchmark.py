@@ -50,7 +50,7 @@ from .experiments import (
 )
 from .ingest import ingest, server_info, storage_bytes
 from .metrics import percentile
-from .peers import Exhaustive, measure_peers
+from .peers import Exhaustive, PeerRun, measure_peers
 from .qps import measure_qps
 from .report import write_report
 from .runs import Run, line, p50, search_ids, summary, timed
@@ -129,9 +129,8 @@ def run_bench(
 
         peers: dict[str, Any] = {}
         if config.peers:
-            peers = measure_peers(
-                config, store, coll, enc, queries, truth, qrels, brute, encode_ms, echo
-            )
+            run_on = PeerRun(config, enc, queries, truth, qrels, brute, encode_ms, echo)
+            peers = measure_peers(run_on, store, coll)
             systems.extend(peers.pop("systems"))
             sweep.extend(peers.pop("sweep"))
         first = (queries[:n], truth[:n], qrels[:n], brute.latencies_ms[:n])

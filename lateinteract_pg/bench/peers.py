@@ -22,6 +22,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from .ingest import ingest
 from .metrics import mrr_at, ndcg_at
 from .runs import Run, line, p50, summary, timed
 
-__all__ = ["Exhaustive", "FdePeer", "SqlOnlyPeer", "VoyagerPeer", "measure_peers"]
+__all__ = ["Exhaustive", "FdePeer", "PeerRun", "SqlOnlyPeer", "VoyagerPeer", "measure_peers"]
 
 log = logging.getLogger(__name__)
 
@@ -291,44 +292,54 @@ class SqlOnlyPeer:
         return [r[0] for r in rows]
 
 
-def _sweep(
-    search: Callable[..., list[str]],
-    name: str,
-    settings: list[dict[str, Any]],
-    k: int,
-    n: int,
-    queries: list[np.ndarray],
-    truth: list[list[str]],
-    qrels: list[dict[str, int]],
-    brute: Run,
-    echo: Callable[[str], None],
-) -> list[dict[str, Any]]:
-    """A peer's sweep: one row per setting (keyword arguments of ``search``), over the first
-    ``n`` queries."""
-    rows = []
-    for knobs in settings:
-        run = timed(partial(search, k=k, **knobs), queries[:n])
-        run.name, run.settings = name, knobs
-        rows.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n)))
-        echo("  sweep " + line(rows[-1]))
-    return rows
+@dataclass(frozen=True)
+class PeerRun:
+    """What every peer is measured on: the run's settings, the vectors, the queries with their
+    exact top k (``truth``) and judgements, the exhaustive run and the queries' encoding cost."""
+
+    config: BenchConfig
+    enc: Encoded
+    queries: list[np.ndarray]
+    truth: list[list[str]]
+    qrels: list[dict[str, int]]
+    brute: Run
+    encode_ms: list[float]
+    echo: Callable[[str], None]
+
+    def timed(
+        self, search: Callable[..., list[str]], name: str, settings: dict[str, Any], n: int
+    ) -> Run:
+        """``search`` timed on the first ``n`` queries at ``settings`` (keyword arguments)."""
+        run = timed(partial(search, k=self.config.k, **settings), self.queries[:n])
+        run.name, run.settings = name, dict(settings)
+        return run
+
+    def row(self, run: Run, main: bool, deep: list[list[str]] | None = None) -> dict[str, Any]:
+        """A run's figures against exact MaxSim and the exhaustive run on the same queries;
+        ``main`` rows add the queries' encoding to their end-to-end latency."""
+        n = len(run.rankings)
+        encode_ms = self.encode_ms[:n] if main else None
+        return summary(run, self.truth[:n], self.qrels[:n], self.config.k, p50(self.brute, n),
+                       encode_ms, deep)  # fmt: skip
+
+    def sweep(
+        self, search: Callable[..., list[str]], name: str, settings: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A peer's sweep: one row per setting, over the first ``sweep_queries``."""
+        rows = []
+        for knobs in settings:
+            run = self.timed(search, name, knobs, self.config.sweep_queries)
+            rows.append(self.row(run, main=False))
+            self.echo("  sweep " + line(rows[-1]))
+        return rows
 
 
 def _measure_sql_only(
-    config: BenchConfig,
-    store: Store,
-    coll: Collection,
-    enc: Encoded,
-    queries: list[np.ndarray],
-    truth: list[list[str]],
-    qrels: list[dict[str, int]],
-    brute: Run,
-    encode_ms: list[float],
-    echo: Callable[[str], None],
+    peer: PeerRun, store: Store, coll: Collection
 ) -> dict[str, list[dict[str, Any]]]:
     """The SQL-only recipe on the first ``peer_queries``: over a token row per vector, as its
     users keep them (an unpooled copy where the collection pools its token rows)."""
-    k = config.k
+    config, enc, echo = peer.config, peer.enc, peer.echo
     systems: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
     target = coll
@@ -336,12 +347,11 @@ def _measure_sql_only(
         target, _ = ingest(
             store, f"{coll.name}-index-pool-factor-1", enc, echo, config.keep, index_pool_factor=1
         )
-    subset = queries[: config.peer_queries]
-    echo(f"SQL only (pgvector-python's ColBERT example), first {len(subset)} queries ...")
+    n = min(config.peer_queries, len(peer.queries))
+    echo(f"SQL only (pgvector-python's ColBERT example), first {n} queries ...")
     sql_only = SqlOnlyPeer(store, target)
     arrays_s = sql_only.build()
-    run = timed(partial(sql_only.search, k=k, per_token=SQL_ONLY_PER_TOKEN), subset)
-    run.name, run.settings = sql_only.name, {"per_token": SQL_ONLY_PER_TOKEN}
+    run = peer.timed(sql_only.search, sql_only.name, {"per_token": SQL_ONLY_PER_TOKEN}, n)
     run.extra = {
         "arrays_build_s": round(arrays_s, 1),
         "arrays_bytes_per_token": round(sql_only.bytes() / len(enc.doc_tokens), 1),
@@ -350,37 +360,28 @@ def _measure_sql_only(
             (target.storage().total + sql_only.bytes()) / len(enc.doc_tokens), 1
         ),
     }
-    n = len(subset)
+    truth, qrels = peer.truth[:n], peer.qrels[:n]
     run.extra["exact_on_same_queries"] = {
-        "ndcg_at_10": round(float(np.mean([ndcg_at(t, q) for t, q in zip(truth, qrels[:n])])), 4),
-        "mrr_at_10": round(float(np.mean([mrr_at(t, q) for t, q in zip(truth, qrels[:n])])), 4),
+        "ndcg_at_10": round(float(np.mean([ndcg_at(t, q) for t, q in zip(truth, qrels)])), 4),
+        "mrr_at_10": round(float(np.mean([mrr_at(t, q) for t, q in zip(truth, qrels)])), 4),
     }
-    systems.append(summary(run, truth[:n], qrels[:n], k, p50(brute, n), encode_ms[:n]))
+    systems.append(peer.row(run, main=True))
     echo(line(systems[-1]))
     if config.sweep:
         settings = [{"per_token": p} for p in SQL_ONLY_SWEEP]
-        sweep += _sweep(sql_only.search, sql_only.name, settings, k, n, queries, truth, qrels,
-                        brute, echo)  # fmt: skip
+        sweep += replace(peer, queries=peer.queries[:n]).sweep(
+            sql_only.search, sql_only.name, settings
+        )
     if target is not coll and not config.keep:
         sql_only.drop()
         store.drop_collection(target.name)
     return {"systems": systems, "sweep": sweep}
 
 
-def _measure_voyager(
-    config: BenchConfig,
-    enc: Encoded,
-    queries: list[np.ndarray],
-    truth: list[list[str]],
-    qrels: list[dict[str, int]],
-    brute: Run,
-    encode_ms: list[float],
-    echo: Callable[[str], None],
-) -> dict[str, list[dict[str, Any]]]:
+def _measure_voyager(peer: PeerRun) -> dict[str, list[dict[str, Any]]]:
     """Voyager at our best setting of its index and as PyLate runs it; with ``sweep``, at
     the k' of its sweep."""
-    k = config.k
-    brute_p50 = p50(brute)
+    config, enc, echo, n = peer.config, peer.enc, peer.echo, len(peer.queries)
     systems: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
     echo("voyager: building (or loading) the in-memory per-token HNSW ...")
@@ -391,11 +392,10 @@ def _measure_voyager(
         if voyager.loaded_from_cache
         else f"  built in {voyager.build_s:.1f} s"
     )
-    run = timed(partial(voyager.search, k=k, per_token=VOYAGER_PER_TOKEN), queries)
-    run.name = voyager.name
+    run = peer.timed(voyager.search, voyager.name, {"per_token": VOYAGER_PER_TOKEN}, n)
     run.settings = {"M": voyager.m, "ef_construction": voyager.ef_construction,
                     "per_token": VOYAGER_PER_TOKEN, "ef_search": "max(k', 100)"}  # fmt: skip
-    deep = [voyager.search(q, 100, VOYAGER_PER_TOKEN) for q in queries]
+    deep = [voyager.search(q, 100, VOYAGER_PER_TOKEN) for q in peer.queries]
     index_bytes = voyager.index_bytes()
     run.extra = {
         "build_s": None if voyager.build_s is None else round(voyager.build_s, 1),
@@ -403,90 +403,68 @@ def _measure_voyager(
         if index_bytes is None
         else round(index_bytes / len(enc.doc_tokens), 1),
     }
-    systems.append(summary(run, truth, qrels, k, brute_p50, encode_ms, deep))
+    systems.append(peer.row(run, main=True, deep=deep))
     echo(line(systems[-1]))
     # as PyLate runs it: pylate/indexes/voyager.py (M 64, ef_construction 200, ef_search
     # 200) and pylate/retrieve/colbert.py (k_token 100); the same index
-    run = timed(
-        partial(voyager.search, k=k, per_token=VOYAGER_PER_TOKEN, ef_search=PYLATE_EF_SEARCH),
-        queries,
-    )
-    run.name = voyager.name + ", PyLate's defaults"
-    run.settings = {"M": voyager.m, "ef_construction": voyager.ef_construction,
-                    "per_token": VOYAGER_PER_TOKEN, "ef_search": PYLATE_EF_SEARCH}  # fmt: skip
-    systems.append(summary(run, truth, qrels, k, brute_p50, encode_ms))
+    pylate = {"per_token": VOYAGER_PER_TOKEN, "ef_search": PYLATE_EF_SEARCH}
+    run = peer.timed(voyager.search, voyager.name + ", PyLate's defaults", pylate, n)
+    run.settings = {"M": voyager.m, "ef_construction": voyager.ef_construction, **pylate}
+    systems.append(peer.row(run, main=True))
     echo(line(systems[-1]))
     if config.sweep:
         settings = [{"per_token": p} for p in VOYAGER_SWEEP]
-        sweep += _sweep(voyager.search, voyager.name, settings, k, config.sweep_queries,
-                        queries, truth, qrels, brute, echo)  # fmt: skip
+        sweep += peer.sweep(voyager.search, voyager.name, settings)
     del voyager
     return {"systems": systems, "sweep": sweep}
 
 
-def measure_peers(
-    config: BenchConfig,
-    store: Store,
-    coll: Collection,
-    enc: Encoded,
-    queries: list[np.ndarray],
-    truth: list[list[str]],
-    qrels: list[dict[str, int]],
-    brute: Run,
-    encode_ms: list[float],
-    echo: Callable[[str], None],
-) -> dict[str, Any]:
+def _measure_fde(peer: PeerRun) -> dict[str, list[dict[str, Any]]]:
+    """MUVERA FDE re-scoring its top ``FDE_RESCORE``; with ``sweep``, at other depths."""
+    enc, echo, n = peer.enc, peer.echo, len(peer.queries)
+    echo("MUVERA FDE: encoding every document ...")
+    fde = FdePeer(enc.doc_tokens, enc.doc_offsets, enc.doc_ids)
+    fde.build()
+    echo(f"  encoded in {fde.build_s:.1f} s")
+    run = peer.timed(fde.search, fde.name, {"rescore": FDE_RESCORE}, n)
+    c = fde.config
+    run.settings = {"repetitions": c.repetitions, "simhash_bits": c.simhash_bits,
+                    "projection_dim": c.projection_dim, "rescore": FDE_RESCORE}  # fmt: skip
+    deep = [fde.search(q, 100, max(FDE_RESCORE, 100)) for q in peer.queries]
+    run.extra = {
+        "build_s": None if fde.build_s is None else round(fde.build_s, 1),
+        "fde_dim": c.output_dim,
+        "fde_bytes_per_token": round(fde.encodings.nbytes / len(enc.doc_tokens), 1),
+    }
+    systems = [peer.row(run, main=True, deep=deep)]
+    echo(line(systems[-1]))
+    sweep: list[dict[str, Any]] = []
+    if peer.config.sweep:
+        settings = [{"rescore": depth} for depth in FDE_SWEEP]
+        sweep = peer.sweep(fde.search, fde.name, settings)
+    del fde
+    return {"systems": systems, "sweep": sweep}
+
+
+def measure_peers(peer: PeerRun, store: Store, coll: Collection) -> dict[str, Any]:
     """Voyager and MUVERA FDE on every query and the SQL-only recipe on the first
     ``peer_queries``, each at its main setting and, with ``sweep``, at the k' (FDE: the
     re-scoring depths) of its sweep; fast-plaid's absence."""
-    k = config.k
-    brute_p50 = p50(brute)
-    systems, sweep = [], []
-    n_tokens, cap = len(enc.doc_tokens), config.peer_max_tokens
+    n_tokens, cap = len(peer.enc.doc_tokens), peer.config.peer_max_tokens
     too_large = None
     if cap is not None and n_tokens > cap:
         too_large = (
             f"not run: {n_tokens:,} token rows, more than the {cap:,} this run builds Voyager's "
             "in-memory index and the SQL-only recipe's token rows for"
         )
-        echo("voyager and SQL only: " + too_large)
-    else:
-        measured = _measure_voyager(config, enc, queries, truth, qrels, brute, encode_ms, echo)
-        systems.extend(measured["systems"])
-        sweep.extend(measured["sweep"])
-
-    echo("MUVERA FDE: encoding every document ...")
-    fde = FdePeer(enc.doc_tokens, enc.doc_offsets, enc.doc_ids)
-    fde.build()
-    echo(f"  encoded in {fde.build_s:.1f} s")
-    run = timed(partial(fde.search, k=k, rescore=FDE_RESCORE), queries)
-    run.name = fde.name
-    c = fde.config
-    run.settings = {"repetitions": c.repetitions, "simhash_bits": c.simhash_bits,
-                    "projection_dim": c.projection_dim, "rescore": FDE_RESCORE}  # fmt: skip
-    deep = [fde.search(q, 100, max(FDE_RESCORE, 100)) for q in queries]
-    run.extra = {
-        "build_s": None if fde.build_s is None else round(fde.build_s, 1),
-        "fde_dim": c.output_dim,
-        "fde_bytes_per_token": round(fde.encodings.nbytes / len(enc.doc_tokens), 1),
-    }
-    systems.append(summary(run, truth, qrels, k, brute_p50, encode_ms, deep))
-    echo(line(systems[-1]))
-    if config.sweep:
-        settings = [{"rescore": depth} for depth in FDE_SWEEP]
-        sweep += _sweep(fde.search, fde.name, settings, k, config.sweep_queries, queries, truth,
-                        qrels, brute, echo)  # fmt: skip
-    del fde
-
+        peer.echo("voyager and SQL only: " + too_large)
+    parts = [] if too_large else [_measure_voyager(peer)]
+    parts.append(_measure_fde(peer))
     if too_large is None:
-        measured = _measure_sql_only(
-            config, store, coll, enc, queries, truth, qrels, brute, encode_ms, echo
-        )
-        systems.extend(measured["systems"])
-        sweep.extend(measured["sweep"])
+        parts.append(_measure_sql_only(peer, store, coll))
     return {
-        "systems": systems,
-        "sweep": sweep,
+        "systems": [row for part in parts for row in part["systems"]],
+        "sweep": [row for part in parts for row in part["sweep"]],
         "voyager": too_large,
         "fast_plaid": (
             "not run: the fast-plaid wheel (1.7.0) requires torch==2.11.0 exactly; with this "

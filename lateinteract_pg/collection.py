@@ -290,7 +290,7 @@ class Collection:
             top = rerank.rerank_top(self.reranker, self.name, query_text, rerank_top)
             hits = self.search_embeddings(q, k=max(k, top), **late_options, **scope)
             return self._reorder(str(query_text), hits, k)
-        options = LateOptions.build(k, **late_options)
+        options = LateOptions.build(k, len(q), **late_options)
         condition = filters.document_condition(filter, where, where_params, tenant)
         with filters.condition_errors(where):
             if tier == "dense":

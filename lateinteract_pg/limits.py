@@ -7,6 +7,8 @@ these values, so the two paths cannot drift apart.
 
 >>> default_knobs(10)
 (150, 150, 200)
+>>> default_knobs(10, query_vectors=32)  # a ColBERT query: 32 vectors with [MASK] expansion
+(150, 150, 384)
 >>> default_knobs(5001)[2] == MAX_K
 True
 >>> scan_budget(150, 500, 1_000_000)
@@ -38,11 +40,15 @@ MAX_EF_SEARCH = 1000
 # The default knobs of the late tier's index plan, measured to give recall@k >= 0.99 against
 # exact MaxSim on scifact (1.24M MiniLM token vectors, 23 query tokens, k=10): 100 candidates
 # per token and 200 re-scored documents gave recall 0.988, 150 and 200 gave 0.992, 150 and
-# 300 gave 0.996 (docs/benchmarks.md). Both grow with k.
+# 300 gave 0.996 (docs/benchmarks.md). Both grow with k. The candidate documents also grow
+# with the query's vectors: stage 1 ranks documents by a sum over query vectors, whose error
+# grows with their number. ColBERT's 32 vectors (128 dims, [MASK] expansion) needed about 400
+# re-scored documents for 0.99 on 1M to 10M token rows (docs/benchmarks.md, the scaling run).
 CANDIDATES_MIN = 150
 CANDIDATES_PER_K = 15
 CANDIDATE_DOCUMENTS_MIN = 200
 CANDIDATE_DOCUMENTS_PER_K = 20
+CANDIDATE_DOCUMENTS_PER_QUERY_VECTOR = 12
 
 # The dense tier: one HNSW scan yields at most ef_search rows, so beyond this k it scans
 # exactly; its ef_search is max(DENSE_EF_MIN, 2 k).
@@ -64,10 +70,18 @@ MAX_POOL_FACTOR = 16
 MAX_QUERY_WORDS = 1000
 
 
-def default_knobs(k: int) -> tuple[int, int, int]:
-    """(candidates per query token, ef_search, candidate documents) for a top-``k`` search."""
+def default_knobs(k: int, query_vectors: int = 1) -> tuple[int, int, int]:
+    """(candidates per query token, ef_search, candidate documents) for a top-``k`` search
+    with a query of ``query_vectors`` vectors."""
     per_token = min(MAX_EF_SEARCH, max(CANDIDATES_MIN, CANDIDATES_PER_K * k))
-    depth = min(MAX_K, max(CANDIDATE_DOCUMENTS_MIN, CANDIDATE_DOCUMENTS_PER_K * k))
+    depth = min(
+        MAX_K,
+        max(
+            CANDIDATE_DOCUMENTS_MIN,
+            CANDIDATE_DOCUMENTS_PER_K * k,
+            CANDIDATE_DOCUMENTS_PER_QUERY_VECTOR * query_vectors,
+        ),
+    )
     return per_token, per_token, depth
 
 

@@ -38,7 +38,7 @@ DEFAULT_SCHEMA = "lateinteract"
 MIN_SERVER_VERSION = 140000
 MIN_PGVECTOR = (0, 7, 0)
 VERSION_TABLE = "lateinteract_alembic_version"
-HEAD = "0008"  # the newest migration; tests check it against migrations/versions
+HEAD = "0009"  # the newest migration; tests check it against migrations/versions
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 

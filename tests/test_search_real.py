@@ -322,7 +322,8 @@ def test_hybrid_search_fuses_late_and_full_text_on_medline(pg_dsn: str, medline:
         ndcg: dict[str, list[float]] = {"late": [], "rrf": [], "weighted": []}
         for query, qid in zip(medline.queries, query_ids):
             text = data.queries[qid]
-            knobs = planner.default_knobs(10)  # what the hybrid search's late list uses
+            # what the hybrid search's late list uses
+            knobs = planner.default_knobs(10, len(query))
             late = coll.search_embeddings(
                 query, k=100, candidates_per_token=knobs.candidates_per_token,
                 ef_search=knobs.ef_search, rescore_depth=max(knobs.rescore_depth, 100),

@@ -289,6 +289,16 @@ def test_search_knobs_are_default_knobs(installed: psycopg.Connection[Any]) -> N
         (ks,),
     ).fetchall()
     assert rows == [(k, *limits.default_knobs(k)) for k in ks]
+    # the candidate documents grow with the query's vectors, as in Python
+    grid = [(k, m) for k in (1, 10, 20, 21, 500) for m in (1, 16, 17, 32, 33, 300, 10_000)]
+    rows = installed.execute(
+        "SELECT g.k, g.m, n.per_token, n.ef, n.depth "
+        "FROM unnest(%s::integer[], %s::integer[]) AS g(k, m) "
+        "CROSS JOIN LATERAL search_knobs(g.k, NULL, NULL, NULL, g.m) AS n ORDER BY g.k, g.m",
+        ([k for k, _ in grid], [m for _, m in grid]),
+    ).fetchall()
+    assert rows == [(k, m, *limits.default_knobs(k, m)) for k, m in grid]
+    assert limits.default_knobs(10, 32)[2] > limits.default_knobs(10, 16)[2]
     # given knobs are kept; ef_search is raised to candidates_per_token
     row = installed.execute("SELECT * FROM search_knobs(10, 300, 200, 50)").fetchone()
     assert row == (300, 300, 50)

@@ -214,9 +214,19 @@ def _ours_at_defaults(coll: Collection, queries: list[np.ndarray], k: int, warm:
 
     run = timed(search, queries)
     run.name = "lateinteract_pg (defaults)"
-    run.settings = dict(vars(planner.default_knobs(k)))
+    run.settings = _default_settings(k, queries)
     run.extra = {"plans": {p: plans.count(p) for p in sorted(set(plans))}}
     return run
+
+
+def _default_settings(k: int, queries: list[np.ndarray]) -> dict[str, Any]:
+    """The default knobs of ``queries``' searches: a value, or its range where the number of
+    query vectors sets it."""
+    lengths = [len(q) for q in queries]
+    low = vars(planner.default_knobs(k, min(lengths)))
+    high = vars(planner.default_knobs(k, max(lengths)))
+    return {name: low[name] if low[name] == high[name] else f"{low[name]}-{high[name]}"
+            for name in low}  # fmt: skip
 
 
 def _sql_function_at_defaults(

@@ -91,7 +91,7 @@ def search_hybrid(
     # the late list at the effort of a top-k search (k' and N of k, N >= depth), unless the
     # caller's late_options say otherwise
     check_option_names(late_options)
-    top = default_knobs(k)
+    top = default_knobs(k, len(query))
     defaults = {
         "candidates_per_token": top.candidates_per_token,
         "ef_search": top.ef_search,
@@ -99,7 +99,7 @@ def search_hybrid(
     }
     if "rerank_depth" in late_options:  # the deprecated name of rescore_depth
         del defaults["rescore_depth"]
-    options = LateOptions.build(fusion.depth, **{**defaults, **late_options})
+    options = LateOptions.build(fusion.depth, len(query), **{**defaults, **late_options})
     with session.lock, session.snapshot():
         late, late_stats = search_late(session, spec, query, options, condition)
         lexical_started = time.perf_counter()

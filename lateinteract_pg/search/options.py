@@ -47,6 +47,7 @@ class LateOptions:
     def build(
         cls,
         k: Any,
+        query_vectors: int = 1,
         *,
         exact: bool = False,
         candidates_per_token: int | None = None,
@@ -58,7 +59,8 @@ class LateOptions:
         rescore_from: RescoreFrom = "documents",
         rerank_depth: int | None = None,
     ) -> LateOptions:
-        """Check every option; InvalidInput names the first bad one.
+        """Check every option; InvalidInput names the first bad one. Knobs left out get
+        the defaults for ``k`` and a query of ``query_vectors`` vectors.
 
         ``rerank_depth`` is the deprecated name of ``rescore_depth`` (kept one release).
         """
@@ -72,7 +74,7 @@ class LateOptions:
             )
             if rescore_depth is None:
                 rescore_depth = rerank_depth
-        defaults = default_knobs(k)
+        defaults = default_knobs(k, query_vectors)
         top = limits.MAX_EF_SEARCH
         per_token = (
             defaults.candidates_per_token
@@ -108,7 +110,11 @@ class LateOptions:
 
 
 # the keyword options LateOptions.build takes
-OPTION_NAMES = frozenset(inspect.signature(LateOptions.build).parameters) - {"cls", "k"}
+OPTION_NAMES = frozenset(inspect.signature(LateOptions.build).parameters) - {
+    "cls",
+    "k",
+    "query_vectors",
+}
 
 
 def check_option_names(options: dict[str, Any]) -> dict[str, Any]:

@@ -38,10 +38,10 @@ class Knobs:
         return self.rescore_depth
 
 
-def default_knobs(k: int) -> Knobs:
+def default_knobs(k: int, query_vectors: int = 1) -> Knobs:
     """Defaults measured to give recall@k >= 0.99 against exact MaxSim (see
     :func:`lateinteract_pg.limits.default_knobs`, which SQL ``search()`` shares)."""
-    return Knobs(*limits.default_knobs(k))
+    return Knobs(*limits.default_knobs(k, query_vectors))
 
 
 def estimate_costs(

@@ -32,7 +32,8 @@ BEGIN
         RAISE EXCEPTION 'lateinteract: give rescore_depth only (rerank_depth is its deprecated name)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    knobs := search_knobs(k, candidates_per_token, ef_search, coalesce(rescore_depth, rerank_depth));
+    knobs := search_knobs(k, candidates_per_token, ef_search, coalesce(rescore_depth, rerank_depth),
+                          array_length(query, 1));
     candidates := search_candidates(c.collection_id, query, knobs.per_token, knobs.ef, knobs.depth,
                                     exact, filter, filter_vars);
     RETURN QUERY SELECT * FROM search_rescore(c.collection_id, query, k, candidates);

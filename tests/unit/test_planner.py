@@ -76,6 +76,8 @@ def test_options_derive_ef_search_from_candidates_per_token() -> None:
     from lateinteract_pg.search.options import LateOptions
 
     assert LateOptions.build(10).knobs == default_knobs(10)
+    # a ColBERT query's 32 vectors re-score more candidates (the scaling run's measurements)
+    assert LateOptions.build(10, 32).knobs == default_knobs(10, 32) == Knobs(150, 150, 384)
     assert LateOptions.build(10, candidates_per_token=60).knobs == Knobs(60, 60, 200)
     assert LateOptions.build(10, candidates_per_token=60, ef_search=20).knobs == Knobs(60, 60, 200)
     assert LateOptions.build(10, ef_search=400).knobs == Knobs(150, 400, 200)

@@ -60,7 +60,7 @@ def measure_hash_partitions(
             started = time.perf_counter()
             ids, _ = candidates.stage1(
                 conn, statement, query, np.ones(len(query), np.float32),
-                knobs.candidates_per_token, knobs.rescore_depth,
+                knobs.candidates_per_token, planner.default_knobs(k, len(query)).rescore_depth,
             )  # fmt: skip
             times.append((time.perf_counter() - started) * 1000)
             doc_ids, scores, _ = rescore.score_candidates(

@@ -6,7 +6,7 @@ and keeps each cluster's normalised mean: pool factor 2 keeps about half the vec
 Clusters are formed agglomeratively, always merging the two clusters whose normalised
 means are most similar (centroid linkage on cosine similarity). A batch's documents are
 pooled side by side, a group of similar length at a time, one merge step in each per round:
-the interpreter's cost of a step is shared by the group (about 5x faster than one document
+the interpreter's cost of a step is shared by the group (about 4x faster than one document
 at a time), and each document ends as it would alone.
 """
 

@@ -91,25 +91,26 @@ def _pool_group(docs: list[np.ndarray], pool_factor: int) -> list[tuple[np.ndarr
     into = np.tile(np.arange(n), (b, 1))  # the cluster each was merged into (itself if alive)
     for step in range(int(merges.max(initial=0))):
         c = int(np.count_nonzero(merges > step))  # docs are longest first: a prefix merges
-        docs_ = np.arange(c)
+        merging = np.arange(c)
         a = best_sim[:c].argmax(axis=1)
-        i = np.minimum(a, best[docs_, a])  # keep the smaller index: clusters stay in order
-        j = np.maximum(a, best[docs_, a])
-        sums[docs_, i] += sums[docs_, j]
-        units[docs_, i] = _unit(sums[docs_, i])
-        into[docs_, j] = i
-        alive[docs_, j] = False
-        best_sim[docs_, j] = -np.inf
-        sims[docs_, j, :] = -np.inf
-        sims[docs_, :, j] = -np.inf
-        row = np.matmul(units[:c], units[docs_, i][..., None])[..., 0]
+        partner = best[merging, a]
+        i = np.minimum(a, partner)  # keep the smaller index: clusters stay in order
+        j = np.maximum(a, partner)
+        sums[merging, i] += sums[merging, j]
+        units[merging, i] = _unit(sums[merging, i])
+        into[merging, j] = i
+        alive[merging, j] = False
+        best_sim[merging, j] = -np.inf
+        sims[merging, j, :] = -np.inf
+        sims[merging, :, j] = -np.inf
+        row = np.matmul(units[:c], units[merging, i][..., None])[..., 0]
         row[~alive[:c]] = -np.inf
-        row[docs_, i] = -np.inf
-        sims[docs_, i, :] = row
-        sims[docs_, :, i] = row
+        row[merging, i] = -np.inf
+        sims[merging, i, :] = row
+        sims[merging, :, i] = row
         # clusters whose best match was i or j look again; the rest compare against new i
         stale = alive[:c] & ((best[:c] == i[:, None]) | (best[:c] == j[:, None]))
-        stale[docs_, i] = True
+        stale[merging, i] = True
         sd, sr = np.nonzero(stale)
         best[sd, sr] = sims[sd, sr].argmax(axis=1)
         best_sim[sd, sr] = sims[sd, sr, best[sd, sr]]
